@@ -1,0 +1,46 @@
+# The targets a newcomer guesses. Everything installs into .venv from this project's own files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CDK := node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export POWERTOOLS_TRACE_DISABLED := true
+
+.PHONY: install run test lint typecheck synth deploy bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/s3torrent serve
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+$(CDK): package.json
+	npm install --no-audit --no-fund --silent
+	touch $(CDK)
+
+synth: install $(CDK)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+	$(BIN)/cfn-lint cdk.out/*.template.json
+
+deploy: install $(CDK)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy $(CDK_ARGS)
+
+bench: install
+	$(BIN)/python bench/bench_hashing.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

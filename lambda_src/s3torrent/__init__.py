@@ -1,0 +1,3 @@
+"""s3torrent: BitTorrent metainfo for S3 objects."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""Every error s3torrent raises on purpose: one base class, each subclass says what was wrong.
+
+`retryable` tells the handlers what to do: a retryable error fails the SQS record (so it comes
+back, and ends in the DLQ if it never clears); a non-retryable one can never succeed as
+asked, so it is logged with its reason and answered (4xx, acknowledged record, PermanentFailure).
+`code` is the S3-style error code the API answers with.
+"""
+
+from __future__ import annotations
+
+
+class S3TorrentError(Exception):
+    """Base class of every error s3torrent raises on purpose."""
+
+    retryable: bool = False
+    code: str = "InvalidRequest"
+    http_status: int = 400
+
+
+# --- the engine -------------------------------------------------------------------------
+
+
+class BencodeError(S3TorrentError):
+    """Bytes that are not strict bencode."""
+
+
+class InvalidPieceLength(S3TorrentError):
+    """A piece length that is not a power of two of at least 16 KiB."""
+
+
+class InvalidTorrent(S3TorrentError):
+    """Metainfo that does not describe a valid single-file torrent."""
+
+
+# --- inputs the service refuses -----------------------------------------------------------
+
+
+class InvalidInput(S3TorrentError):
+    """A request that can never succeed as asked (bad option, bad URL, bad key)."""
+
+
+class UnsupportedObject(S3TorrentError):
+    """An object BitTorrent or this service cannot describe (empty, marker, SSE-C, archived …)."""
+
+    def __init__(self, bucket: str, key: str, reason: str) -> None:
+        super().__init__(f"s3://{bucket}/{key}: {reason}")
+        self.bucket = bucket
+        self.key = key
+        self.reason = reason
+
+
+class ObjectTooLarge(UnsupportedObject):
+    """An object over the size limit of the path that was asked to hash it."""
+
+    code = "EntityTooLarge"
+
+
+class BucketNotAllowed(S3TorrentError):
+    """A bucket (or prefix) outside the configured allowlist."""
+
+    code = "AccessDenied"
+    http_status = 403
+
+    def __init__(self, bucket: str, key: str = "") -> None:
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        super().__init__(f"{where} is not in the configured buckets")
+        self.bucket = bucket
+        self.key = key
+
+
+# --- what S3 answered ---------------------------------------------------------------------
+
+
+class ObjectNotFound(S3TorrentError):
+    """The object (or its bucket, or the version asked for) does not exist."""
+
+    code = "NoSuchKey"
+    http_status = 404
+
+
+class BucketNotFound(ObjectNotFound):
+    """The bucket does not exist."""
+
+    code = "NoSuchBucket"
+
+
+class AccessDenied(S3TorrentError):
+    """S3 refused the request (credentials, requester pays, expected bucket owner, KMS)."""
+
+    code = "AccessDenied"
+    http_status = 403
+
+
+class ObjectChanged(S3TorrentError):
+    """The object was overwritten or deleted while it was being read (If-Match failed).
+
+    Not retried as such: the change itself sends a new event that makes the right torrent.
+    """
+
+    code = "PreconditionFailed"
+    http_status = 409
+
+
+class NativeTorrentUnavailable(S3TorrentError):
+    """The store does not serve GetObjectTorrent for this object, or served a wrong torrent."""
+
+    code = "NotImplemented"
+    http_status = 501
+
+
+class EndpointError(S3TorrentError):
+    """The endpoint does not speak S3 (or could not be reached)."""
+
+    code = "ServiceUnavailable"
+    http_status = 502
+
+
+class TransientS3Error(S3TorrentError):
+    """A failure worth retrying: throttling, 5xx, a reset connection, a stalled read."""
+
+    retryable = True
+    code = "ServiceUnavailable"
+    http_status = 503

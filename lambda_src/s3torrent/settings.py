@@ -1,0 +1,163 @@
+"""The one settings model: read from CDK context at synth, from the environment in Lambda,
+from flags in the CLI and the local stack. Constructs and services receive a `Settings`;
+nothing else reads the environment.
+
+Every field maps to one environment variable `S3TORRENT_<FIELD>` (upper case); list and
+object fields are JSON there. `to_env()` is what the CDK stack hands each function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from s3torrent.errors import InvalidInput
+
+ENV_PREFIX = "S3TORRENT_"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+TorrentSource = Literal["compute", "native", "auto"]
+MetaVersionSetting = Literal["1", "2", "hybrid"]
+
+
+class BucketScope(BaseModel):
+    """A bucket, optionally narrowed to a key prefix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-_]*[a-z0-9]$")
+    prefix: str = ""
+
+    def covers(self, bucket: str, key: str) -> bool:
+        """True when s3://bucket/key lies inside this scope."""
+        return bucket == self.name and key.startswith(self.prefix)
+
+
+class Settings(BaseModel):
+    """Everything an operator can configure, validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Where torrents are made: the allowlist. An empty tuple allows no bucket at all.
+    buckets: tuple[BucketScope, ...] = ()
+    # Buckets/prefixes whose `?torrent` may be fetched anonymously (as S3 once served it).
+    public_prefixes: tuple[BucketScope, ...] = ()
+    torrent_source: TorrentSource = "compute"
+    meta_version: MetaVersionSetting = "hybrid"
+    piece_length: int | None = None  # None: automatic (see metainfo.choose_piece_length)
+    trackers: tuple[str, ...] = ()  # each URL its own BEP 12 tier, in order
+    # BEP 19 web seed templates. Placeholders: {bucket_url} (virtual-hosted on AWS,
+    # path-style on endpoint_url), {bucket}, {key}, {folder} (key up to and including its
+    # last '/', URL-quoted; empty at the top level), {region}, {endpoint}. The folder form
+    # ending in '/' is the one every client tried resolves for v1, v2 and hybrid (NOTES.md):
+    # clients append the torrent's `name`, the key's last segment (BEP 19).
+    web_seeds: tuple[str, ...] = ("{bucket_url}/{folder}",)
+    private: bool = False
+    comment: str | None = None
+    source_tag: str | None = None  # BEP 'source' field (private trackers use it)
+    endpoint_url: str | None = None  # S3-compatible store; a deploy-time setting only
+    region: str = "us-east-1"
+    # Size limits per path: the API hashes inline only below api_inline_max_bytes and queues
+    # the rest; the worker refuses objects over max_object_bytes (15 minutes of hashing).
+    api_inline_max_bytes: int = Field(default=256 * MiB, ge=0)
+    max_object_bytes: int = Field(default=1024 * GiB, gt=0)
+    # Ranged reader: part size and parts in flight; hashing threads (0 = all cores).
+    read_part_bytes: int = Field(default=8 * MiB, ge=64 * 1024)
+    read_window: int = Field(default=6, ge=1, le=64)
+    hash_workers: int = Field(default=0, ge=0, le=64)
+    # Resources the functions talk to (set by the stack, or by the local stack):
+    # the worker queue (S3 events and jobs), the backfill queue (starts and continuations)
+    # and the DynamoDB table holding backfill progress.
+    queue_url: str | None = None
+    backfill_queue_url: str | None = None
+    backfill_table: str | None = None
+
+    @field_validator("piece_length")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and (value < 16384 or value & (value - 1)):
+            raise ValueError(f"piece_length must be a power of two of at least 16384: {value}")
+        return value
+
+    @field_validator("trackers")
+    @classmethod
+    def _tracker_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://", "udp://", "wss://")):
+                raise ValueError(f"tracker must be an http(s), udp or wss URL: {url!r}")
+        return value
+
+    @field_validator("web_seeds")
+    @classmethod
+    def _web_seed_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://", "{endpoint}", "{bucket_url}")):
+                raise ValueError(f"web seed must be an http(s) URL template: {url!r}")
+        return value
+
+    # --- where it comes from -----------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Build from plain values (CDK context, CLI flags); InvalidInput says what is wrong."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as error:
+            raise InvalidInput(f"invalid settings: {_describe(error)}") from error
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build from `S3TORRENT_*` variables (what the stack sets on each function)."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            annotation = str(field.annotation)
+            values[name] = json.loads(raw) if annotation.startswith("tuple") else raw
+        return cls.from_mapping(values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that `from_env` reads back into these same settings."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            text = json.dumps(value) if isinstance(value, list) else str(value)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            env[ENV_PREFIX + name.upper()] = text
+        return env
+
+    # --- questions the service asks ------------------------------------------------------
+
+    def allows(self, bucket: str, key: str = "") -> bool:
+        """True when the bucket (and key) are inside the configured allowlist."""
+        return any(scope.covers(bucket, key) for scope in self.buckets)
+
+    def is_public(self, bucket: str, key: str) -> bool:
+        """True when `?torrent` on this key may be answered without a signature."""
+        return any(scope.covers(bucket, key) for scope in self.public_prefixes)
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The base URL objects are reachable at (web seeds point there)."""
+        if self.endpoint_url:
+            return self.endpoint_url.rstrip("/")
+        return f"https://s3.{self.region}.amazonaws.com"
+
+    def bucket_url(self, bucket: str) -> str:
+        """The bucket's public base URL: virtual-hosted on AWS where TLS allows, else path-style."""
+        if self.endpoint_url or "." in bucket:
+            return f"{self.s3_endpoint}/{bucket}"
+        return f"https://{bucket}.s3.{self.region}.amazonaws.com"
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+    )
