@@ -1,0 +1,444 @@
+"""Single-file metainfo (.torrent): build from piece hashes, read and validate from bytes.
+
+BEP 3 (v1), BEP 52 (v2), hybrid (both in one info dict), BEP 12 tracker tiers, BEP 19 web
+seeds, BEP 27 private flag. The info dict is byte-identical to libtorrent's for the same
+name, content, piece length and flags, so info hashes agree with every mainstream client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from s3torrent.bencode import BencodeValue, decode, dict_spans, encode
+from s3torrent.errors import BencodeError, InvalidTorrent
+from s3torrent.hashing import (
+    BLOCK_SIZE,
+    MIN_PIECE_LENGTH,
+    MetaVersion,
+    PieceHashes,
+    merkle_root,
+    validate_piece_length,
+)
+
+__all__ = [
+    "MAX_AUTO_PIECE_LENGTH",
+    "MIN_PIECE_LENGTH",
+    "Torrent",
+    "TorrentOptions",
+    "build_torrent",
+    "choose_piece_length",
+    "read_torrent",
+    "torrent_name_for_key",
+    "validate_piece_length",
+]
+
+MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024
+
+# libtorrent's automatic rule (create_torrent.cpp), so `--piece-length auto` gives what
+# its users get: the piece length is the smallest 16 KiB * 2**i whose size bound below is
+# at least the content's size, capped at 16 MiB. Each bound is (2 * piece / 20) ** 2: the
+# list of SHA-1 hashes grows like twice the square root of the size, so a 1 GiB object
+# gets 512 KiB pieces (2048 pieces, a 40 KiB `pieces` string), 1 TiB gets 16 MiB pieces.
+# The bounds are libtorrent's own rounded values; tests check the rule against libtorrent.
+_AUTO_SIZE_BOUNDS = (
+    2_684_355,  # -> 16 KiB
+    10_737_418,  # -> 32 KiB
+    42_949_673,  # -> 64 KiB
+    171_798_692,  # -> 128 KiB
+    687_194_767,  # -> 256 KiB
+    2_748_779_069,  # -> 512 KiB
+    10_995_116_278,  # -> 1 MiB
+    43_980_465_111,  # -> 2 MiB
+    175_921_860_444,  # -> 4 MiB
+    703_687_441_777,  # -> 8 MiB, above: 16 MiB
+)
+
+_SHA1_SIZE = 20
+_SHA256_SIZE = 32
+
+
+def choose_piece_length(size: int) -> int:
+    """Automatic piece length for `size` bytes: libtorrent's rule (see `_AUTO_SIZE_BOUNDS`)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise InvalidTorrent(f"cannot choose a piece length for a size of {size!r} bytes")
+    steps = sum(1 for bound in _AUTO_SIZE_BOUNDS if bound < size)
+    return MIN_PIECE_LENGTH << steps
+
+
+@dataclass(frozen=True)
+class TorrentOptions:
+    """Everything about a torrent that does not come from the content."""
+
+    meta_version: MetaVersion = MetaVersion.V1
+    piece_length: int | None = None
+    trackers: tuple[tuple[str, ...], ...] = ()
+    web_seeds: tuple[str, ...] = ()
+    private: bool = False
+    source: str | None = None
+    comment: str | None = None
+    created_by: str | None = "s3torrent"
+    creation_date: int | None = None
+
+
+@dataclass(frozen=True)
+class Torrent:
+    """A single-file torrent: its bytes and what they say."""
+
+    data: bytes
+    info: bytes
+    name: str
+    length: int
+    piece_length: int
+    meta_version: MetaVersion
+    info_hash_v1: str | None
+    info_hash_v2: str | None
+    trackers: tuple[tuple[str, ...], ...]
+    web_seeds: tuple[str, ...]
+    v1_pieces: bytes | None
+    private: bool
+    comment: str | None
+    created_by: str | None
+    creation_date: int | None
+    source: str | None
+    v2_pieces_root: bytes | None = None
+    v2_piece_layer: bytes | None = None
+
+    @property
+    def num_pieces(self) -> int:
+        """ceil(length / piece_length)."""
+        return -(-self.length // self.piece_length)
+
+    def piece_size(self, index: int) -> int:
+        """Bytes in piece `index` (only the last one may be short)."""
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(f"piece {index} out of range 0..{self.num_pieces - 1}")
+        return min(self.piece_length, self.length - index * self.piece_length)
+
+    def v1_piece_hash(self, index: int) -> bytes:
+        """The 20-byte SHA-1 of piece `index` (v1 and hybrid torrents)."""
+        if self.v1_pieces is None:
+            raise InvalidTorrent("a v2-only torrent has no v1 piece hashes")
+        self.piece_size(index)
+        return self.v1_pieces[index * _SHA1_SIZE : (index + 1) * _SHA1_SIZE]
+
+
+def torrent_name_for_key(key: str) -> str:
+    """The torrent's `name` for an object key: its last segment (BEP 19 appends it to seeds)."""
+    name = key.rsplit("/", 1)[-1]
+    _check_name(name, key)
+    return name
+
+
+def _check_name(name: str, key: str | None = None) -> None:
+    where = f" (key {key!r})" if key is not None and key != name else ""
+    if not name:
+        raise InvalidTorrent(f"torrent name must not be empty{where}")
+    if "/" in name or "\x00" in name or name in {".", ".."}:
+        raise InvalidTorrent(f"torrent name must be one path segment: {name!r}{where}")
+
+
+def build_torrent(name: str, hashes: PieceHashes, options: TorrentOptions) -> Torrent:
+    """Build a single-file v1, v2 or hybrid torrent from the content's piece hashes."""
+    _check_name(name)
+    version = MetaVersion(options.meta_version)
+    if options.piece_length is not None and options.piece_length != hashes.piece_length:
+        raise InvalidTorrent(
+            f"piece length {options.piece_length} asked, content hashed with {hashes.piece_length}"
+        )
+    validate_piece_length(hashes.piece_length)
+    if hashes.length <= 0:
+        raise InvalidTorrent(f"a torrent needs at least one byte of content: {hashes.length}")
+    if version.has_v1 and hashes.v1_pieces is None:
+        raise InvalidTorrent(f"meta version {version} needs v1 piece hashes")
+    if version.has_v2 and hashes.v2_pieces_root is None:
+        raise InvalidTorrent(f"meta version {version} needs v2 piece hashes")
+    trackers = tuple(tuple(tier) for tier in options.trackers)
+    for tier in trackers:
+        if not tier or not all(tier):
+            raise InvalidTorrent(f"tracker tiers must hold non-empty URLs: {tier!r}")
+    web_seeds = tuple(options.web_seeds)
+    if not all(web_seeds):
+        raise InvalidTorrent(f"web seeds must be non-empty URLs: {web_seeds!r}")
+
+    info: dict[str, object] = {"name": name, "piece length": hashes.piece_length}
+    if options.private:
+        info["private"] = 1  # BEP 27; never `private: 0`, which changes the info hash
+    if options.source is not None:
+        info["source"] = options.source
+    v1_pieces = None
+    if version.has_v1:
+        v1_pieces = hashes.v1_pieces
+        info["length"] = hashes.length
+        info["pieces"] = v1_pieces
+    top: dict[str, object] = {}
+    root = layer = None
+    if version.has_v2:
+        root = hashes.v2_pieces_root
+        info["meta version"] = 2
+        info["file tree"] = {name: {"": {"length": hashes.length, "pieces root": root}}}
+        # BEP 52: a piece layer only for a file larger than one piece. As libtorrent, the
+        # `piece layers` dict itself is always written (empty for a one-piece file).
+        layers: dict[bytes, bytes] = {}
+        if hashes.length > hashes.piece_length:
+            layer = hashes.v2_piece_layer
+            if layer is None or root is None:
+                raise InvalidTorrent("a v2 file larger than a piece needs its piece layer")
+            layers[root] = layer
+        top["piece layers"] = layers
+    info_bytes = encode(info)
+
+    top["info"] = _Raw(info_bytes)
+    if trackers:
+        top["announce"] = trackers[0][0]
+        # As libtorrent: announce-list only when there is more than one URL.
+        if sum(len(tier) for tier in trackers) > 1:
+            top["announce-list"] = [list(tier) for tier in trackers]
+    if web_seeds:
+        # As libtorrent: a single web seed is written as a string, several as a list.
+        top["url-list"] = web_seeds[0] if len(web_seeds) == 1 else list(web_seeds)
+    if options.comment is not None:
+        top["comment"] = options.comment
+    if options.created_by is not None:
+        top["created by"] = options.created_by
+    if options.creation_date is not None:
+        top["creation date"] = options.creation_date
+    data = _encode_with_raw(top)
+    return Torrent(
+        data=data,
+        info=info_bytes,
+        name=name,
+        length=hashes.length,
+        piece_length=hashes.piece_length,
+        meta_version=version,
+        info_hash_v1=hashlib.sha1(info_bytes, usedforsecurity=False).hexdigest()
+        if version.has_v1
+        else None,
+        info_hash_v2=hashlib.sha256(info_bytes).hexdigest() if version.has_v2 else None,
+        trackers=trackers,
+        web_seeds=web_seeds,
+        v1_pieces=v1_pieces,
+        private=options.private,
+        comment=options.comment,
+        created_by=options.created_by,
+        creation_date=options.creation_date,
+        source=options.source,
+        v2_pieces_root=root,
+        v2_piece_layer=layer,
+    )
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Bytes already bencoded, spliced in as they are."""
+
+    data: bytes
+
+
+def _encode_with_raw(top: dict[str, object]) -> bytes:
+    # Encode the top-level dict with the info dict spliced in byte for byte, so `info`
+    # is exactly the bytes that were hashed.
+    out = bytearray(b"d")
+    for key in sorted(top, key=lambda k: k.encode("utf-8")):
+        out += encode(key)
+        value = top[key]
+        out += value.data if isinstance(value, _Raw) else encode(value)
+    out += b"e"
+    return bytes(out)
+
+
+def read_torrent(data: bytes) -> Torrent:
+    """Decode and validate a single-file torrent from anywhere (BEP 3, BEP 52)."""
+    try:
+        # Top-level keys in any order: radosgw writes them unsorted. The info hash is
+        # taken from the info dict's bytes as they appear, whatever their order.
+        top = decode(data, sorted_keys=False)
+        if not isinstance(top, dict):
+            raise InvalidTorrent("not a torrent: the top level is not a dict")
+        spans = dict_spans(data, sorted_keys=False)
+    except BencodeError as error:
+        raise InvalidTorrent(f"not a torrent: {error}") from error
+    info = top.get(b"info")
+    if not isinstance(info, dict):
+        raise InvalidTorrent("not a torrent: no info dict")
+    start, end = spans[b"info"]
+    info_bytes = data[start:end]
+    if b"files" in info:
+        raise InvalidTorrent("multi-file torrents are not supported")
+
+    name = _text(info, b"name", "info.name", required=True)
+    assert name is not None
+    if not name:
+        raise InvalidTorrent("info.name is empty")
+    piece_length = _int(info, b"piece length", "info.piece length")
+    if piece_length < MIN_PIECE_LENGTH or piece_length & (piece_length - 1):
+        raise InvalidTorrent(
+            f"piece length must be a power of two of at least {MIN_PIECE_LENGTH} bytes:"
+            f" {piece_length}"
+        )
+
+    has_v1 = b"pieces" in info
+    has_v2 = b"meta version" in info or b"file tree" in info
+    if not has_v1 and not has_v2:
+        raise InvalidTorrent("info has neither pieces (v1) nor a file tree (v2)")
+
+    length: int | None = None
+    v1_pieces: bytes | None = None
+    if has_v1:
+        length = _int(info, b"length", "info.length")
+        if length <= 0:
+            raise InvalidTorrent(f"info.length must be positive: {length}")
+        v1_pieces = _bytes(info, b"pieces", "info.pieces")
+        if len(v1_pieces) % _SHA1_SIZE:
+            raise InvalidTorrent(
+                f"info.pieces must be a multiple of 20 bytes long: {len(v1_pieces)}"
+            )
+        expected = -(-length // piece_length)
+        if len(v1_pieces) // _SHA1_SIZE != expected:
+            raise InvalidTorrent(
+                f"info.pieces holds {len(v1_pieces) // _SHA1_SIZE} hashes, a length of"
+                f" {length} in pieces of {piece_length} needs {expected}"
+            )
+
+    root: bytes | None = None
+    layer: bytes | None = None
+    if has_v2:
+        v2_length, root, layer = _read_v2(top, info, name, piece_length)
+        if length is not None and length != v2_length:
+            raise InvalidTorrent(
+                f"hybrid torrent: info.length {length} differs from the file tree's {v2_length}"
+            )
+        length = v2_length
+    assert length is not None
+    version = (
+        MetaVersion.HYBRID if has_v1 and has_v2 else MetaVersion.V2 if has_v2 else MetaVersion.V1
+    )
+    private_flag = info.get(b"private", 0)
+    if not isinstance(private_flag, int):
+        raise InvalidTorrent(f"info.private must be an integer: {private_flag!r}")
+    creation_date = top.get(b"creation date")
+    return Torrent(
+        data=data,
+        info=info_bytes,
+        name=name,
+        length=length,
+        piece_length=piece_length,
+        meta_version=version,
+        info_hash_v1=hashlib.sha1(info_bytes, usedforsecurity=False).hexdigest()
+        if has_v1
+        else None,
+        info_hash_v2=hashlib.sha256(info_bytes).hexdigest() if has_v2 else None,
+        trackers=_read_trackers(top),
+        web_seeds=_read_web_seeds(top),
+        v1_pieces=v1_pieces,
+        private=private_flag == 1,
+        comment=_text(top, b"comment", "comment"),
+        created_by=_text(top, b"created by", "created by"),
+        creation_date=creation_date if isinstance(creation_date, int) else None,
+        source=_text(info, b"source", "info.source"),
+        v2_pieces_root=root,
+        v2_piece_layer=layer,
+    )
+
+
+def _read_v2(
+    top: dict[bytes, BencodeValue], info: dict[bytes, BencodeValue], name: str, piece_length: int
+) -> tuple[int, bytes, bytes | None]:
+    meta_version = info.get(b"meta version")
+    if meta_version != 2:
+        raise InvalidTorrent(f"unsupported info.meta version: {meta_version!r}")
+    tree = info.get(b"file tree")
+    if not isinstance(tree, dict) or not tree:
+        raise InvalidTorrent("info.file tree is missing or empty")
+    if len(tree) != 1:
+        raise InvalidTorrent("multi-file torrents are not supported")
+    ((entry_name, node),) = tree.items()
+    if not isinstance(node, dict) or set(node) != {b""}:
+        raise InvalidTorrent("multi-file torrents are not supported")
+    if entry_name != name.encode("utf-8"):
+        raise InvalidTorrent(f"file tree entry {entry_name!r} differs from info.name {name!r}")
+    leaf = node[b""]
+    if not isinstance(leaf, dict):
+        raise InvalidTorrent("file tree leaf is not a dict")
+    length = _int(leaf, b"length", "file tree length")
+    if length <= 0:
+        raise InvalidTorrent(f"file tree length must be positive: {length}")
+    root = _bytes(leaf, b"pieces root", "file tree pieces root")
+    if len(root) != _SHA256_SIZE:
+        raise InvalidTorrent(f"pieces root must be 32 bytes: {len(root)}")
+    if length <= piece_length:
+        return length, root, None
+    layers = top.get(b"piece layers")
+    if not isinstance(layers, dict) or root not in layers:
+        raise InvalidTorrent("piece layers are missing for a file larger than a piece")
+    layer = layers[root]
+    pieces = -(-length // piece_length)
+    if not isinstance(layer, bytes) or len(layer) != pieces * _SHA256_SIZE:
+        size = len(layer) if isinstance(layer, bytes) else type(layer).__name__
+        raise InvalidTorrent(
+            f"piece layer must be {pieces} hashes of 32 bytes for a length of {length}: {size}"
+        )
+    nodes = [layer[i : i + _SHA256_SIZE] for i in range(0, len(layer), _SHA256_SIZE)]
+    piece_level = (piece_length // BLOCK_SIZE).bit_length() - 1
+    if merkle_root(nodes, 1 << (pieces - 1).bit_length(), piece_level) != root:
+        raise InvalidTorrent("piece layer does not hash to the pieces root")
+    return length, root, layer
+
+
+def _read_trackers(top: dict[bytes, BencodeValue]) -> tuple[tuple[str, ...], ...]:
+    tiers = top.get(b"announce-list")
+    if isinstance(tiers, list) and tiers:
+        result = []
+        for tier in tiers:
+            if not isinstance(tier, list):
+                raise InvalidTorrent(f"announce-list tiers must be lists: {tier!r}")
+            urls = tuple(_decode_text(url, "announce-list") for url in tier)
+            if urls:
+                result.append(urls)
+        if result:
+            return tuple(result)
+    announce = _text(top, b"announce", "announce")
+    return ((announce,),) if announce else ()
+
+
+def _read_web_seeds(top: dict[bytes, BencodeValue]) -> tuple[str, ...]:
+    seeds = top.get(b"url-list")
+    if seeds is None:
+        return ()
+    if isinstance(seeds, bytes):
+        return (_decode_text(seeds, "url-list"),) if seeds else ()
+    if isinstance(seeds, list):
+        return tuple(_decode_text(seed, "url-list") for seed in seeds if seed != b"")
+    raise InvalidTorrent(f"url-list must be a string or a list: {seeds!r}")
+
+
+def _int(mapping: dict[bytes, BencodeValue], key: bytes, what: str) -> int:
+    value = mapping.get(key)
+    if not isinstance(value, int):
+        raise InvalidTorrent(f"{what} must be an integer: {value!r}")
+    return value
+
+
+def _bytes(mapping: dict[bytes, BencodeValue], key: bytes, what: str) -> bytes:
+    value = mapping.get(key)
+    if not isinstance(value, bytes):
+        raise InvalidTorrent(f"{what} must be a byte string: {type(value).__name__}")
+    return value
+
+
+def _text(
+    mapping: dict[bytes, BencodeValue], key: bytes, what: str, *, required: bool = False
+) -> str | None:
+    value = mapping.get(key)
+    if value is None and not required:
+        return None
+    return _decode_text(value, what)
+
+
+def _decode_text(value: BencodeValue | None, what: str) -> str:
+    if not isinstance(value, bytes):
+        raise InvalidTorrent(f"{what} must be a string: {value!r:.80}")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidTorrent(f"{what} is not UTF-8: {value!r:.80}") from error
