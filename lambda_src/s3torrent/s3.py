@@ -1,0 +1,624 @@
+"""The S3 adapter: the only module that knows botocore.
+
+Every call goes through `_call`, and every botocore failure through `translate_error`, so
+the rest of s3torrent sees domain errors (errors.py) and plain values (model.py) only.
+Reads of a source are ranged GETs pinned to the ETag seen by HeadObject (`If-Match`, and
+the version when there is one), overlapped by `ranged_reader.read_in_order`; every call
+passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
+)
+from botocore.parsers import ResponseParserError
+
+from s3torrent.errors import (
+    AccessDenied,
+    BucketNotFound,
+    EndpointError,
+    InvalidInput,
+    NativeTorrentUnavailable,
+    ObjectChanged,
+    ObjectNotFound,
+    S3TorrentError,
+    TransientS3Error,
+    UnsupportedObject,
+)
+from s3torrent.metainfo import Torrent
+from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord, TransferCounters
+from s3torrent.ranged_reader import ReaderConfig, read_in_order
+
+TORRENT_CONTENT_TYPE = "application/x-bittorrent"
+CREATED_BY = "s3torrent"
+
+# User metadata of a `<key>.torrent` (S3 lowercases x-amz-meta-* names; values stay ASCII).
+META_CREATED_BY = "created-by"
+META_SOURCE_ETAG = "source-etag"
+META_SOURCE_VERSION_ID = "source-version-id"
+META_SIZE = "size"
+META_PIECE_LENGTH = "piece-length"
+META_VERSION = "meta-version"
+META_INFO_HASH_V1 = "info-hash-v1"
+META_INFO_HASH_V2 = "info-hash-v2"
+META_SOURCE = "torrent-source"  # "native" or "computed"
+
+# A native torrent of even a 5 TB object is a few MB; a store that answers `?torrent` with
+# the object itself (moto does) must not make us download the object to find out.
+MAX_NATIVE_TORRENT_BYTES = 64 * 1024 * 1024
+_NATIVE_PROBE_BYTES = 64 * 1024
+
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "AccountProblem",
+        "InvalidObjectOwner",
+    }
+)
+_CHANGED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+_TRANSIENT = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ExpiredToken",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
+        "TokenRefreshRequired",
+        "OperationAborted",
+        "429",
+    }
+)
+# What a store that does not serve GetObjectTorrent answers (radosgw: 400 InvalidArgument
+# for multipart objects; others 501 / 405 / 400).
+_NO_NATIVE = frozenset(
+    {
+        "NotImplemented",
+        "501",
+        "MethodNotAllowed",
+        "405",
+        "InvalidArgument",
+        "InvalidRequest",
+        "400",
+        "UnsupportedOperation",
+    }
+)
+_TRANSIENT_EXCEPTIONS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    ResponseStreamingError,
+    IncompleteReadError,
+)
+
+
+def translate_error(
+    error: BaseException, *, bucket: str, key: str = "", operation: str = ""
+) -> BaseException:
+    """The domain error for a botocore failure (the one place ClientError codes are read).
+
+    Anything unexpected is returned unchanged, so it propagates as it is.
+    """
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    doing = f"{operation} {where}" if operation else where
+    if isinstance(error, S3TorrentError):
+        return error
+    if isinstance(error, ClientError):
+        return _translate_client_error(error, bucket=bucket, key=key, doing=doing)
+    if isinstance(error, _TRANSIENT_EXCEPTIONS):
+        return TransientS3Error(f"{doing}: {error}")
+    if isinstance(error, SSLError):
+        return EndpointError(f"{doing}: TLS failed: {error}")
+    if isinstance(error, ResponseParserError):
+        return EndpointError(f"{doing}: the endpoint's answer is not an S3 response")
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return AccessDenied(f"{doing}: no usable AWS credentials: {error}")
+    if isinstance(error, ParamValidationError):
+        return InvalidInput(f"{doing}: {error}")
+    if isinstance(error, BotoCoreError):
+        return TransientS3Error(f"{doing}: {error}")
+    return error
+
+
+def _translate_client_error(
+    error: ClientError, *, bucket: str, key: str, doing: str
+) -> S3TorrentError:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code") or "")
+    message = str(details.get("Message") or "").strip()
+    meta = error.response.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode") or 0)
+    headers: Mapping[str, str] = meta.get("HTTPHeaders") or {}
+    said = f"{code}: {message}" if message and message != code else code or str(status)
+    if _looks_like_not_s3(code, headers):
+        kind = headers.get("content-type", "no content type")
+        server = headers.get("server")
+        return EndpointError(
+            f"{doing}: the endpoint does not answer like S3 (HTTP {status}, {kind}"
+            f"{', server ' + server if server else ''})"
+        )
+    # Codes first (S3 answers InvalidObjectState with 403, RequestTimeout with 400), then
+    # the status alone for answers without an error document (HEAD).
+    if code == "NoSuchBucket":
+        return BucketNotFound(f"{doing}: bucket {bucket!r} does not exist")
+    if code == "InvalidObjectState":
+        return UnsupportedObject(bucket, key, SkipReason.ARCHIVED)
+    if code in _TRANSIENT:
+        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
+    if code in _NOT_FOUND or status == 404:
+        return ObjectNotFound(f"{doing}: no such object ({said})")
+    if code in _DENIED or status == 403:
+        return AccessDenied(f"{doing}: access denied ({said})")
+    if code in _CHANGED or status == 412:
+        return ObjectChanged(f"{doing}: the object changed while it was being read ({said})")
+    if status >= 500 or status == 429:
+        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
+    if code == "PermanentRedirect" or status in (301, 307):
+        return EndpointError(f"{doing}: the bucket lives in another region or endpoint ({said})")
+    return InvalidInput(f"{doing}: S3 refused the request ({said}, HTTP {status})")
+
+
+def _looks_like_not_s3(code: str, headers: Mapping[str, str]) -> bool:
+    """True for an error answer no S3-compatible store would give.
+
+    botocore uses the bare status as the code when it finds no S3 error document (always
+    for HEAD). S3 and the stores that copy it mark every answer with an `x-amz*` request
+    id (x-amz-request-id, x-amzn-requestid) or at least answer XML; an HTML page with
+    neither comes from a web server, proxy or wrong port.
+    """
+    if not code.isdigit():
+        return False  # botocore parsed an S3 error document
+    if any(name.lower().startswith(("x-amz", "x-goog")) for name in headers):
+        return False
+    kind = headers.get("content-type", "").lower()
+    return "xml" not in kind
+
+
+def _parse_int(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def _restored(restore: str | None) -> bool:
+    # x-amz-restore: ongoing-request="false", expiry-date="..." once the copy is readable.
+    return bool(restore) and 'ongoing-request="false"' in str(restore)
+
+
+def _content_disposition(key: str) -> str:
+    """`attachment` with the torrent's file name; RFC 6266 `filename*` for non-ASCII names."""
+    name = key.rsplit("/", 1)[-1] + ".torrent"
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _ascii(value: str) -> str:
+    # S3 user metadata travels in HTTP headers: keep it printable ASCII.
+    return value if value.isascii() and value.isprintable() else quote(value, safe="")
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One entry of a ListObjectsV2 page."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    storage_class: str | None
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page of ListObjectsV2, in the lexical (UTF-8 binary) order S3 lists keys in."""
+
+    objects: tuple[ListedObject, ...]
+    next_token: str | None
+
+
+class S3Objects:
+    """S3 operations s3torrent needs, in domain terms.
+
+    `client` serves the control calls (with botocore's own retries); `data_client`, when
+    given, serves the ranged GETs and should have botocore retries off, because
+    `read_in_order` retries each range itself (two layers would multiply attempts).
+    """
+
+    def __init__(
+        self, client: Any, *, reader: ReaderConfig | None = None, data_client: Any | None = None
+    ) -> None:
+        self.client = client
+        self.data_client = data_client if data_client is not None else client
+        self.reader = reader or ReaderConfig()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _params(ref: ObjectRef, key: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key if key is None else key}
+        if ref.request_payer:
+            params["RequestPayer"] = "requester"
+        if ref.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = ref.expected_bucket_owner
+        return params
+
+    def _call(self, client: Any, operation: str, bucket: str, key: str, **params: Any) -> Any:
+        try:
+            return getattr(client, operation)(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(
+                error, bucket=bucket, key=key, operation=_OPERATION_NAMES.get(operation, "")
+            ) from error
+
+    # -- the source object --------------------------------------------------------------
+
+    def head_object(self, ref: ObjectRef) -> ObjectInfo:
+        """HeadObject: what the object is now (or the version the ref names)."""
+        params = self._params(ref)
+        if ref.version_id:
+            params["VersionId"] = ref.version_id
+        try:
+            response = self.client.head_object(**params)
+        except ClientError as error:
+            domain = translate_error(error, bucket=ref.bucket, key=ref.key, operation="HeadObject")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (400, 404) and not isinstance(domain, EndpointError):
+                # HEAD answers carry no error document: a 1-byte GET says what it was
+                # (NoSuchKey or NoSuchBucket; for 400, S3's answer to an SSE-C object).
+                raise self._explain_bad_head(ref, error) from error
+            raise domain from error
+        except BotoCoreError as error:
+            raise translate_error(
+                error, bucket=ref.bucket, key=ref.key, operation="HeadObject"
+            ) from error
+        etag = response.get("ETag")
+        if not etag:
+            raise EndpointError(
+                f"HeadObject {ref.uri}: the answer has no ETag: the endpoint is not S3"
+            )
+        return ObjectInfo(
+            ref=ref,
+            size=int(response.get("ContentLength", 0)),
+            etag=etag,
+            version_id=response.get("VersionId") or ref.version_id,
+            last_modified=response.get("LastModified"),
+            storage_class=response.get("StorageClass"),
+            archive_status=response.get("ArchiveStatus"),
+            restored=_restored(response.get("Restore")),
+            sse_customer=bool(response.get("SSECustomerAlgorithm")),
+            content_type=response.get("ContentType"),
+        )
+
+    def _explain_bad_head(self, ref: ObjectRef, error: ClientError) -> BaseException:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        params = self._params(ref)
+        if ref.version_id:
+            params["VersionId"] = ref.version_id
+        try:
+            self.client.get_object(Range="bytes=0-0", **params)["Body"].close()
+        except ClientError as probe:
+            code = probe.response.get("Error", {}).get("Code")
+            if status == 400 and code in ("InvalidRequest", "400"):
+                return UnsupportedObject(ref.bucket, ref.key, SkipReason.SSE_C)
+            if code in ("NoSuchKey", "NoSuchVersion", "NoSuchBucket"):
+                return translate_error(
+                    probe, bucket=ref.bucket, key=ref.key, operation="HeadObject"
+                )
+        except BotoCoreError:
+            pass  # the HEAD's own answer says enough
+        return translate_error(error, bucket=ref.bucket, key=ref.key, operation="HeadObject")
+
+    def read_range(self, info: ObjectInfo, start: int, end: int) -> bytes:
+        """Bytes start..end (inclusive) of exactly the object `info` describes."""
+        ref = info.ref
+        params = self._params(ref)
+        params["Range"] = f"bytes={start}-{end}"
+        params["IfMatch"] = info.etag
+        if info.version_id:
+            params["VersionId"] = info.version_id
+        try:
+            response = self.data_client.get_object(**params)
+            body = response["Body"]
+            try:
+                # read() with no size: urllib3 hands back http.client's single buffer,
+                # bytes the hasher can borrow without another copy.
+                data: bytes = body.read()
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as error:
+            domain = translate_error(error, bucket=ref.bucket, key=ref.key, operation="GetObject")
+            if isinstance(domain, ObjectNotFound):
+                # Deleted while we read it: the deletion's own event settles the torrent.
+                domain = ObjectChanged(f"GetObject {ref.uri}: deleted while being read")
+            raise domain from error
+        if len(data) > end - start + 1:
+            # A short answer is retried by the reader; a long one will never get better.
+            raise EndpointError(
+                f"GetObject {ref.uri}: the endpoint ignored the Range header"
+                f" ({len(data)} bytes for bytes={start}-{end})"
+            )
+        return data
+
+    def iter_bytes(self, info: ObjectInfo, counters: TransferCounters) -> Iterator[memoryview]:
+        """The object's bytes in order, by overlapped ranged GETs pinned to `info.etag`.
+
+        ObjectChanged when the object is overwritten or deleted mid-read (HTTP 412/404).
+        """
+
+        def fetch(start: int, end: int) -> bytes:
+            return self.read_range(info, start, end)
+
+        return read_in_order(fetch, info.size, self.reader, counters, is_retryable=is_retryable)
+
+    def get_object_torrent(self, ref: ObjectRef) -> bytes:
+        """GetObjectTorrent (`GET /key?torrent`); NativeTorrentUnavailable when not served."""
+        params = self._params(ref)
+        try:
+            response = self.client.get_object_torrent(**params)
+            body = response["Body"]
+            try:
+                head = body.read(1)
+                if head != b"d":
+                    raise NativeTorrentUnavailable(
+                        f"GetObjectTorrent {ref.uri}: the store answered with something"
+                        " that is not a torrent"
+                    )
+                chunks = [head]
+                total = 1
+                while chunk := body.read(_NATIVE_PROBE_BYTES):
+                    total += len(chunk)
+                    if total > MAX_NATIVE_TORRENT_BYTES:
+                        raise NativeTorrentUnavailable(
+                            f"GetObjectTorrent {ref.uri}: the answer is over"
+                            f" {MAX_NATIVE_TORRENT_BYTES} bytes: not a torrent"
+                        )
+                    chunks.append(chunk)
+            finally:
+                body.close()
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code") or "")
+            domain = translate_error(
+                error, bucket=ref.bucket, key=ref.key, operation="GetObjectTorrent"
+            )
+            if code in _NO_NATIVE and not isinstance(domain, EndpointError):
+                domain = NativeTorrentUnavailable(
+                    f"GetObjectTorrent {ref.uri}: the store does not serve a torrent ({code})"
+                )
+            raise domain from error
+        except BotoCoreError as error:
+            raise translate_error(
+                error, bucket=ref.bucket, key=ref.key, operation="GetObjectTorrent"
+            ) from error
+        return b"".join(chunks)
+
+    # -- the `<key>.torrent` next to it ---------------------------------------------------
+
+    def head_torrent(self, ref: ObjectRef) -> TorrentRecord | None:
+        """What the stored `<key>.torrent` was built from; None if absent or not ours."""
+        found = self._head_torrent(ref)
+        return found[0] if found else None
+
+    def _head_torrent(self, ref: ObjectRef) -> tuple[TorrentRecord, str] | None:
+        try:
+            response = self._call(
+                self.client, "head_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
+            )
+        except BucketNotFound:
+            raise
+        except ObjectNotFound:
+            return None
+        record = self._record(ref, response)
+        return (record, str(response.get("ETag", ""))) if record else None
+
+    def get_torrent(self, ref: ObjectRef) -> tuple[bytes, TorrentRecord] | None:
+        """The stored `<key>.torrent` and its record; None if absent or not ours."""
+        try:
+            response = self._call(
+                self.client, "get_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
+            )
+        except BucketNotFound:
+            raise
+        except ObjectNotFound:
+            return None
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        except BotoCoreError as error:
+            raise translate_error(
+                error, bucket=ref.bucket, key=ref.torrent_key, operation="GetObject"
+            ) from error
+        finally:
+            body.close()
+        record = self._record(ref, response)
+        return (data, record) if record else None
+
+    def put_torrent(
+        self, ref: ObjectRef, info: ObjectInfo, torrent: Torrent, *, source: str = "computed"
+    ) -> TorrentRecord:
+        """Write `<key>.torrent` with its content type, disposition and provenance metadata."""
+        metadata = {
+            META_CREATED_BY: CREATED_BY,
+            META_SOURCE_ETAG: _ascii(info.etag),
+            META_SIZE: str(info.size),
+            META_PIECE_LENGTH: str(torrent.piece_length),
+            META_VERSION: str(torrent.meta_version),
+            META_SOURCE: source,
+        }
+        if info.version_id:
+            metadata[META_SOURCE_VERSION_ID] = _ascii(info.version_id)
+        if torrent.info_hash_v1:
+            metadata[META_INFO_HASH_V1] = torrent.info_hash_v1
+        if torrent.info_hash_v2:
+            metadata[META_INFO_HASH_V2] = torrent.info_hash_v2
+        params = self._params(ref, ref.torrent_key)
+        self._call(
+            self.client,
+            "put_object",
+            ref.bucket,
+            ref.torrent_key,
+            Body=torrent.data,
+            ContentType=TORRENT_CONTENT_TYPE,
+            ContentDisposition=_content_disposition(ref.key),
+            Metadata=metadata,
+            **params,
+        )
+        return TorrentRecord(
+            bucket=ref.bucket,
+            torrent_key=ref.torrent_key,
+            source_etag=info.etag,
+            source_version_id=info.version_id,
+            size=info.size,
+            piece_length=torrent.piece_length,
+            meta_version=str(torrent.meta_version),
+            info_hash_v1=torrent.info_hash_v1,
+            info_hash_v2=torrent.info_hash_v2,
+            last_modified=None,
+            content_length=len(torrent.data),
+        )
+
+    def delete_torrent(self, ref: ObjectRef) -> bool:
+        """Delete `<key>.torrent` only if its metadata says s3torrent wrote it.
+
+        The delete is conditional on the ETag just seen, so a torrent rewritten in between
+        (the source came back) is left alone where the store honours If-Match on DELETE.
+        """
+        found = self._head_torrent(ref)
+        if found is None:
+            return False
+        _, etag = found
+        params = self._params(ref, ref.torrent_key)
+        if etag:
+            params["IfMatch"] = etag
+        try:
+            self._call(self.client, "delete_object", ref.bucket, ref.torrent_key, **params)
+        except (ObjectChanged, ObjectNotFound):
+            return False
+        return True
+
+    def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        start_after: str | None = None,
+        max_keys: int = 1000,
+        request_payer: bool = False,
+        expected_bucket_owner: str | None = None,
+    ) -> ListPage:
+        """One ListObjectsV2 page (keys come back decoded: botocore asks for url encoding)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if token:
+            params["ContinuationToken"] = token
+        elif start_after:
+            params["StartAfter"] = start_after
+        if request_payer:
+            params["RequestPayer"] = "requester"
+        if expected_bucket_owner:
+            params["ExpectedBucketOwner"] = expected_bucket_owner
+        response = self._call(self.client, "list_objects_v2", bucket, prefix, **params)
+        if "KeyCount" not in response and "Contents" not in response and "Name" not in response:
+            raise EndpointError(
+                f"ListObjectsV2 s3://{bucket}/{prefix}: the answer is not an S3 listing"
+            )
+        objects = tuple(
+            ListedObject(
+                key=item["Key"],
+                size=int(item.get("Size", 0)),
+                etag=str(item.get("ETag", "")),
+                last_modified=item["LastModified"],
+                storage_class=item.get("StorageClass"),
+            )
+            for item in response.get("Contents", ())
+        )
+        next_token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+        return ListPage(objects=objects, next_token=next_token)
+
+    def presign_torrent_get(self, ref: ObjectRef, expires: int = 300) -> str:
+        """A presigned GET of the stored `<key>.torrent`, valid `expires` seconds."""
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params=self._params(ref, ref.torrent_key), ExpiresIn=expires
+        )
+        return url
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _torrent_params(self, ref: ObjectRef) -> dict[str, Any]:
+        return self._params(ref, ref.torrent_key)
+
+    @staticmethod
+    def _record(ref: ObjectRef, response: Mapping[str, Any]) -> TorrentRecord | None:
+        meta = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
+        if meta.get(META_CREATED_BY) != CREATED_BY:
+            return None
+        size = _parse_int(meta.get(META_SIZE))
+        piece_length = _parse_int(meta.get(META_PIECE_LENGTH))
+        etag = meta.get(META_SOURCE_ETAG)
+        if size is None or piece_length is None or not etag:
+            return None  # ours but unreadable: treated as absent, so it is rebuilt
+        length = response.get("ContentLength")
+        return TorrentRecord(
+            bucket=ref.bucket,
+            torrent_key=ref.torrent_key,
+            source_etag=etag,
+            source_version_id=meta.get(META_SOURCE_VERSION_ID) or None,
+            size=size,
+            piece_length=piece_length,
+            meta_version=meta.get(META_VERSION, ""),
+            info_hash_v1=meta.get(META_INFO_HASH_V1) or None,
+            info_hash_v2=meta.get(META_INFO_HASH_V2) or None,
+            last_modified=response.get("LastModified"),
+            content_length=int(length) if length is not None else None,
+        )
+
+
+def is_retryable(error: BaseException) -> bool:
+    """What `read_in_order` may retry: our transient errors (the fetch translated them)."""
+    return isinstance(error, S3TorrentError) and error.retryable
+
+
+_OPERATION_NAMES = {
+    "head_object": "HeadObject",
+    "get_object": "GetObject",
+    "put_object": "PutObject",
+    "delete_object": "DeleteObject",
+    "list_objects_v2": "ListObjectsV2",
+    "get_object_torrent": "GetObjectTorrent",
+}

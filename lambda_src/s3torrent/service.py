@@ -1,0 +1,570 @@
+"""TorrentService: for one object, skip, reuse, take the store's torrent, or compute one.
+
+Every entry point (S3 events, the API, backfills, the CLI) calls this class; handlers only
+map its typed results. The decisions, in order, for `make_torrent`:
+
+1. Key-only skips, before any request: directory marker, a `.torrent` key, a key too long
+   for its `.torrent`, a bucket/prefix outside the allowlist.
+2. HeadObject: 0 bytes, archived and not restored, SSE-C.
+3. The stored `<key>.torrent`: fresh (built from this ETag, with these options) -> reused.
+4. Too large for the caller's path (checked after 3, so a fresh torrent of a huge object
+   is still served by the API).
+5. Native (GetObjectTorrent, verified against the object's bytes) or computed.
+6. Write `<key>.torrent` only if a new HeadObject still shows the ETag that was hashed,
+   and look once more after writing (a change in between is settled, not left behind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+from s3torrent import __version__
+from s3torrent.errors import (
+    AccessDenied,
+    InvalidInput,
+    InvalidTorrent,
+    NativeTorrentUnavailable,
+    ObjectChanged,
+    ObjectNotFound,
+    UnsupportedObject,
+)
+from s3torrent.hashing import MetaVersion, PieceHasher, default_workers
+from s3torrent.magnet import magnet_link
+from s3torrent.metainfo import (
+    Torrent,
+    TorrentOptions,
+    build_torrent,
+    choose_piece_length,
+    read_torrent,
+    torrent_name_for_key,
+)
+from s3torrent.model import (
+    MAX_KEY_BYTES,
+    TORRENT_SUFFIX,
+    ObjectInfo,
+    ObjectRef,
+    Outcome,
+    SkipReason,
+    TorrentRecord,
+    TorrentResult,
+    TransferCounters,
+)
+from s3torrent.s3 import S3Objects
+from s3torrent.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CREATED_BY = f"s3torrent {__version__}"
+
+# Per-request options a caller (API body, CLI flags, job message) may set.
+OVERRIDABLE = frozenset(
+    {
+        "meta_version",
+        "piece_length",
+        "trackers",
+        "web_seeds",
+        "private",
+        "comment",
+        "source_tag",
+        "torrent_source",
+    }
+)
+
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+ARCHIVE_TIERS = frozenset({"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"})
+
+# Native torrents: every piece is checked up to this size (the read is cheap next to a
+# wrong torrent reaching users); above it, the first, the last and random pieces. A store
+# that gets one piece wrong tends to get them all wrong (radosgw 16.2: all but the first).
+NATIVE_VERIFY_ALL_BYTES = 64 * 1024 * 1024
+NATIVE_SAMPLE_PIECES = 16
+
+# An object rewritten while its torrent was being written is remade this many times at most
+# (each further change sends its own event anyway).
+MAX_REMAKES = 2
+
+# Below this, hashing threads cost more than they save.
+PARALLEL_HASH_MIN_BYTES = 8 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes hashed so far, object size) as a computed torrent advances."""
+
+
+def key_skip_reason(settings: Settings, bucket: str, key: str) -> SkipReason | None:
+    """Why this key can never get a torrent, decided from the name alone (no request)."""
+    if key.endswith(TORRENT_SUFFIX):
+        return SkipReason.TORRENT_KEY
+    if key.endswith("/"):
+        return SkipReason.DIRECTORY_MARKER
+    if len((key + TORRENT_SUFFIX).encode("utf-8")) > MAX_KEY_BYTES:
+        return SkipReason.KEY_TOO_LONG
+    if not settings.allows(bucket, key):
+        return SkipReason.OUTSIDE_SCOPE
+    return None
+
+
+def is_archived(storage_class: str | None, archive_status: str | None, restored: bool) -> bool:
+    """True when GetObject would fail until the object is restored."""
+    if restored:
+        return False
+    return storage_class in ARCHIVE_CLASSES or archive_status in ARCHIVE_TIERS
+
+
+def object_skip_reason(info: ObjectInfo) -> SkipReason | None:
+    """Why this object (as HeadObject describes it) can never get a torrent."""
+    if info.size == 0:
+        return SkipReason.EMPTY
+    if is_archived(info.storage_class, info.archive_status, info.restored):
+        return SkipReason.ARCHIVED
+    if info.sse_customer:
+        return SkipReason.SSE_C
+    return None
+
+
+def expand_web_seed(template: str, settings: Settings, bucket: str, key: str) -> str:
+    """One BEP 19 web seed URL from a settings template (placeholders: settings.py)."""
+    folder = key[: key.rfind("/") + 1]
+    values = {
+        "bucket_url": settings.bucket_url(bucket),
+        "bucket": bucket,
+        "key": quote(key, safe="/"),
+        "folder": quote(folder, safe="/"),
+        "region": settings.region,
+        "endpoint": settings.s3_endpoint,
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError) as error:
+        raise InvalidInput(
+            f"web seed template {template!r}: unknown or malformed placeholder ({error})"
+        ) from error
+
+
+def torrent_options(settings: Settings, bucket: str, key: str) -> TorrentOptions:
+    """What the settings say a torrent of s3://bucket/key carries besides its hashes."""
+    return TorrentOptions(
+        meta_version=MetaVersion(settings.meta_version),
+        piece_length=settings.piece_length,
+        trackers=tuple((url,) for url in settings.trackers),
+        web_seeds=tuple(expand_web_seed(t, settings, bucket, key) for t in settings.web_seeds),
+        private=settings.private,
+        source=settings.source_tag,
+        comment=settings.comment,
+        created_by=CREATED_BY,
+        creation_date=None,  # none, so that a rebuild of the same object is byte-identical
+    )
+
+
+def torrent_source_of(torrent: Torrent) -> str:
+    """'computed' for a torrent s3torrent built, 'native' for one the store served."""
+    created_by = torrent.created_by or ""
+    return "computed" if created_by.split(" ", 1)[0] == "s3torrent" else "native"
+
+
+def _matches(stored: Torrent, want: TorrentOptions, settings: Settings) -> bool:
+    """True when a stored torrent is what these settings would make (its ETag aside)."""
+    if torrent_source_of(stored) == "native":
+        # The store's own torrent carries the store's options; it stays while wanted.
+        return settings.torrent_source != "compute"
+    if settings.torrent_source == "native":
+        return False
+    return (
+        stored.meta_version == want.meta_version
+        and (want.piece_length is None or stored.piece_length == want.piece_length)
+        and stored.trackers == want.trackers
+        and stored.web_seeds == want.web_seeds
+        and stored.private == want.private
+        and stored.comment == want.comment
+        and stored.source == want.source
+    )
+
+
+class TorrentService:
+    """Makes, reuses and removes the `<key>.torrent` next to each object."""
+
+    def __init__(self, settings: Settings, objects: S3Objects) -> None:
+        self.settings = settings
+        self.objects = objects
+
+    # -- public -----------------------------------------------------------------------------
+
+    def settings_for(self, overrides: Mapping[str, Any] | None) -> Settings:
+        """These settings with per-request overrides, validated (InvalidInput otherwise)."""
+        if not overrides:
+            return self.settings
+        unknown = sorted(set(overrides) - OVERRIDABLE)
+        if unknown:
+            raise InvalidInput(
+                f"unknown torrent options: {', '.join(unknown)}"
+                f" (allowed: {', '.join(sorted(OVERRIDABLE))})"
+            )
+        values = self.settings.model_dump()
+        values.update(overrides)
+        return Settings.from_mapping(values)
+
+    def make_torrent(
+        self,
+        ref: ObjectRef,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        max_bytes: int | None = None,
+        force: bool = False,
+        write: bool = True,
+        on_progress: Progress | None = None,
+        _depth: int = 0,
+    ) -> TorrentResult:
+        """Make (or reuse) the torrent of one object; see the module docstring for the order."""
+        started = time.monotonic()
+        counters = TransferCounters()
+        settings = self.settings_for(overrides)
+        skip = key_skip_reason(settings, ref.bucket, ref.key)
+        if skip is not None:
+            return self._skipped(ref, skip, counters)
+        name = torrent_name_for_key(ref.key)
+        options = torrent_options(settings, ref.bucket, ref.key)
+        try:
+            info = self.objects.head_object(ref)
+        except UnsupportedObject as error:
+            return self._skipped(ref, _skip_reason(error), counters)
+        skip = object_skip_reason(info)
+        if skip is not None:
+            return self._skipped(ref, skip, counters)
+        if not force:
+            fresh = self._stored_if_fresh(ref, info, settings, options, counters)
+            if fresh is not None:
+                return fresh
+        limit = settings.max_object_bytes
+        if max_bytes is not None:
+            limit = min(limit, max_bytes)
+        if info.size > limit:
+            return self._skipped(ref, SkipReason.TOO_LARGE, counters)
+        try:
+            torrent, source = self._produce(info, name, settings, options, counters, on_progress)
+            if write:
+                record = self._write_if_current(info, torrent, source)
+                if record is None:
+                    return self._changed(ref, counters, started)
+                settled = self._settle_after_write(ref, info, overrides, _depth)
+                if settled is not None:
+                    return settled
+            else:
+                record = None
+        except ObjectChanged as error:
+            logger.info("not written, the object changed: %s", error)
+            return self._changed(ref, counters, started)
+        except UnsupportedObject as error:  # e.g. InvalidObjectState on GET
+            return self._skipped(ref, _skip_reason(error), counters)
+        counters.seconds = time.monotonic() - started
+        return TorrentResult(
+            outcome=Outcome.CREATED,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            record=record,
+            torrent_bytes=torrent.data,
+            magnet=magnet_link(torrent),
+            source=source,
+            counters=counters,
+        )
+
+    def remove_torrent(self, ref: ObjectRef) -> TorrentResult:
+        """On ObjectRemoved: delete our `<key>.torrent` if, and only if, the source is gone.
+
+        DELETED or ABSENT when it is gone. When the object exists again (events came out of
+        order, or an old version was deleted), nothing is deleted: FRESH when the stored
+        torrent matches it, else CHANGED (its own ObjectCreated event makes the torrent).
+        """
+        counters = TransferCounters()
+        skip = key_skip_reason(self.settings, ref.bucket, ref.key)
+        if skip is not None:
+            return self._skipped(ref, skip, counters)
+        current_ref = replace(ref, version_id=None)
+        current = self._current(current_ref)
+        if current is not None:
+            record = self.objects.head_torrent(ref)
+            fresh = record is not None and record.is_fresh_for(current)
+            return TorrentResult(
+                outcome=Outcome.FRESH if fresh else Outcome.CHANGED,
+                ref=ref,
+                torrent_key=ref.torrent_key,
+                record=record,
+                counters=counters,
+            )
+        deleted = self.objects.delete_torrent(ref)
+        if deleted and self._current(current_ref) is not None:
+            # The object came back between our check and the delete, and its torrent may
+            # have been the one deleted: make it again rather than leave it missing.
+            logger.warning("%s came back while its torrent was deleted: remaking it", ref.uri)
+            return self.make_torrent(current_ref)
+        return TorrentResult(
+            outcome=Outcome.DELETED if deleted else Outcome.ABSENT,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            counters=counters,
+        )
+
+    def describe(self, ref: ObjectRef) -> TorrentResult:
+        """The stored torrent's record, bytes and magnet, without hashing anything.
+
+        FRESH when it was built from the object's current ETag, CHANGED when the object
+        changed since (a rebuild is due). ObjectNotFound when the object or its torrent
+        does not exist.
+        """
+        info = self.objects.head_object(ref)
+        stored = self.objects.get_torrent(ref)
+        if stored is None:
+            raise ObjectNotFound(f"{ref.uri}: no torrent made by s3torrent at {ref.torrent_key}")
+        data, record = stored
+        try:
+            torrent = read_torrent(data)
+        except InvalidTorrent as error:
+            raise ObjectNotFound(f"{ref.uri}: the stored torrent is unreadable: {error}") from error
+        return TorrentResult(
+            outcome=Outcome.FRESH if record.is_fresh_for(info) else Outcome.CHANGED,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            record=record,
+            torrent_bytes=data,
+            magnet=magnet_link(torrent),
+            source=torrent_source_of(torrent),
+        )
+
+    def torrent_for_download(self, ref: ObjectRef, *, max_bytes: int | None) -> TorrentResult:
+        """`?torrent`: a fresh stored torrent is served as is, else one is made (and stored)."""
+        return self.make_torrent(ref, max_bytes=max_bytes)
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _stored_if_fresh(
+        self,
+        ref: ObjectRef,
+        info: ObjectInfo,
+        settings: Settings,
+        options: TorrentOptions,
+        counters: TransferCounters,
+    ) -> TorrentResult | None:
+        # One GET (not HEAD + GET): a fresh torrent's bytes are what the caller wants.
+        stored = self.objects.get_torrent(ref)
+        counters.get_requests += 1
+        if stored is None:
+            return None
+        data, record = stored
+        if not record.is_fresh_for(info):
+            return None
+        try:
+            torrent = read_torrent(data)
+        except InvalidTorrent:
+            logger.warning("%s: stored torrent is unreadable, rebuilding it", ref.uri)
+            return None
+        if not _matches(torrent, options, settings):
+            return None
+        return TorrentResult(
+            outcome=Outcome.FRESH,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            record=record,
+            torrent_bytes=data,
+            magnet=magnet_link(torrent),
+            source=torrent_source_of(torrent),
+            counters=counters,
+        )
+
+    def _produce(
+        self,
+        info: ObjectInfo,
+        name: str,
+        settings: Settings,
+        options: TorrentOptions,
+        counters: TransferCounters,
+        on_progress: Progress | None,
+    ) -> tuple[Torrent, str]:
+        if settings.torrent_source != "compute":
+            try:
+                return self._native(info, counters), "native"
+            except (NativeTorrentUnavailable, AccessDenied) as error:
+                # AccessDenied: a role without s3:GetObjectTorrent still computes on `auto`.
+                if settings.torrent_source == "native":
+                    raise
+                logger.info("%s: computing the torrent: %s", info.ref.uri, error)
+        return self._compute(info, name, settings, options, counters, on_progress), "computed"
+
+    def _compute(
+        self,
+        info: ObjectInfo,
+        name: str,
+        settings: Settings,
+        options: TorrentOptions,
+        counters: TransferCounters,
+        on_progress: Progress | None,
+    ) -> Torrent:
+        piece_length = options.piece_length or choose_piece_length(info.size)
+        workers = settings.hash_workers or default_workers()
+        if info.size < PARALLEL_HASH_MIN_BYTES:
+            workers = 1
+        done = 0
+        with PieceHasher(piece_length, options.meta_version, workers=workers) as hasher:
+            chunks = self.objects.iter_bytes(info, counters)
+            try:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, info.size)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            hashes = hasher.finish()
+        if hashes.length != info.size:
+            raise ObjectChanged(
+                f"{info.ref.uri}: read {hashes.length} bytes, HeadObject said {info.size}"
+            )
+        return build_torrent(name, hashes, replace(options, piece_length=piece_length))
+
+    def _native(self, info: ObjectInfo, counters: TransferCounters) -> Torrent:
+        """The store's own torrent, trusted only once it is checked against the object."""
+        ref = info.ref
+        data = self.objects.get_object_torrent(ref)
+        counters.get_requests += 1
+        try:
+            torrent = read_torrent(data)
+        except InvalidTorrent as error:
+            raise NativeTorrentUnavailable(
+                f"GetObjectTorrent {ref.uri}: the store's answer is not a valid torrent: {error}"
+            ) from error
+        problem = self._native_problem(torrent, info, counters)
+        if problem is not None:
+            raise NativeTorrentUnavailable(
+                f"GetObjectTorrent {ref.uri}: the store's torrent does not describe the"
+                f" object: {problem}"
+            )
+        return torrent
+
+    def _native_problem(
+        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
+    ) -> str | None:
+        key = info.ref.key
+        if torrent.length != info.size:
+            return f"its length is {torrent.length}, the object has {info.size} bytes"
+        if torrent.name not in (key, key.rsplit("/", 1)[-1]):
+            return f"its name {torrent.name!r} is neither the key nor its last segment"
+        if torrent.v1_pieces is None:
+            return "it has no v1 piece hashes to check"
+        if info.size <= NATIVE_VERIFY_ALL_BYTES or torrent.num_pieces <= NATIVE_SAMPLE_PIECES:
+            return self._check_all_pieces(torrent, info, counters)
+        return self._check_sampled_pieces(torrent, info, counters)
+
+    def _check_all_pieces(
+        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
+    ) -> str | None:
+        with PieceHasher(torrent.piece_length, MetaVersion.V1) as hasher:
+            chunks = self.objects.iter_bytes(info, counters)
+            try:
+                for chunk in chunks:
+                    hasher.update(chunk)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            pieces = hasher.finish().v1_pieces
+        assert pieces is not None and torrent.v1_pieces is not None
+        for index in range(torrent.num_pieces):
+            span = slice(index * 20, index * 20 + 20)
+            if pieces[span] != torrent.v1_pieces[span]:
+                return f"piece {index} of {torrent.num_pieces} has the wrong hash"
+        return None
+
+    def _check_sampled_pieces(
+        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
+    ) -> str | None:
+        count = torrent.num_pieces
+        middle = random.SystemRandom().sample(range(1, count - 1), NATIVE_SAMPLE_PIECES - 2)
+        for index in [0, count - 1, *middle]:
+            start = index * torrent.piece_length
+            end = start + torrent.piece_size(index) - 1
+            data = self.objects.read_range(info, start, end)
+            counters.get_requests += 1
+            counters.bytes_read += len(data)
+            if len(data) != end - start + 1:
+                raise ObjectChanged(f"{info.ref.uri}: short read of piece {index}")
+            if hashlib.sha1(data, usedforsecurity=False).digest() != torrent.v1_piece_hash(index):
+                return f"piece {index} of {count} has the wrong hash"
+        return None
+
+    def _write_if_current(
+        self, info: ObjectInfo, torrent: Torrent, source: str
+    ) -> TorrentRecord | None:
+        """Write `<key>.torrent` if the object still is what was hashed (else None)."""
+        ref = info.ref
+        current = self._current(replace(ref, version_id=None))
+        if current is None or current.etag != info.etag:
+            return None
+        if info.version_id and current.version_id and current.version_id != info.version_id:
+            return None
+        return self.objects.put_torrent(ref, info, torrent, source=source)
+
+    def _settle_after_write(
+        self,
+        ref: ObjectRef,
+        info: ObjectInfo,
+        overrides: Mapping[str, Any] | None,
+        depth: int,
+    ) -> TorrentResult | None:
+        """Check the object once more after the write; None when it is still what was hashed.
+
+        Closes the gap between the ETag check and the PutObject: had the object been
+        overwritten (and its own event already handled) or deleted (and its ObjectRemoved
+        already handled) in that gap, the torrent just written would be the wrong one and
+        nothing else would ever correct it.
+        """
+        current = self._current(replace(ref, version_id=None))
+        if current is not None and current.etag == info.etag:
+            return None
+        if current is None:
+            logger.warning("%s was deleted while its torrent was written: removing it", ref.uri)
+            self.objects.delete_torrent(ref)
+            return TorrentResult(outcome=Outcome.CHANGED, ref=ref, torrent_key=ref.torrent_key)
+        if depth >= MAX_REMAKES:
+            return TorrentResult(outcome=Outcome.CHANGED, ref=ref, torrent_key=ref.torrent_key)
+        logger.warning("%s changed while its torrent was written: remaking it", ref.uri)
+        return self.make_torrent(
+            replace(ref, version_id=None), overrides=overrides, _depth=depth + 1
+        )
+
+    # -- small helpers -----------------------------------------------------------------------
+
+    def _current(self, ref: ObjectRef) -> ObjectInfo | None:
+        try:
+            return self.objects.head_object(ref)
+        except ObjectNotFound:
+            return None
+
+    @staticmethod
+    def _skipped(ref: ObjectRef, reason: SkipReason, counters: TransferCounters) -> TorrentResult:
+        return TorrentResult(
+            outcome=Outcome.SKIPPED,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            skip_reason=reason,
+            counters=counters,
+        )
+
+    @staticmethod
+    def _changed(ref: ObjectRef, counters: TransferCounters, started: float) -> TorrentResult:
+        counters.seconds = time.monotonic() - started
+        return TorrentResult(
+            outcome=Outcome.CHANGED, ref=ref, torrent_key=ref.torrent_key, counters=counters
+        )
+
+
+def _skip_reason(error: UnsupportedObject) -> SkipReason:
+    try:
+        return SkipReason(error.reason)
+    except ValueError:
+        raise error from None

@@ -1,0 +1,94 @@
+"""Builds the boto3 clients and the TorrentService from one Settings (Lambda, CLI, local stack)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from s3torrent.ranged_reader import ReaderConfig
+from s3torrent.s3 import S3Objects
+from s3torrent.service import TorrentService
+from s3torrent.settings import Settings
+
+# Control calls (HEAD, PUT, LIST, GetObjectTorrent): botocore's standard retries with
+# backoff. Ranged GETs: none, because read_in_order retries each range itself and two
+# layers would multiply (5 x 5 attempts on a throttled prefix is a retry storm).
+CONTROL_ATTEMPTS = 4
+EXTRA_CONNECTIONS = 4
+
+
+def _config(settings: Settings, *, attempts: int, pool: int, read_timeout: float) -> Config:
+    values: dict[str, Any] = {
+        "retries": {"mode": "standard", "total_max_attempts": attempts},
+        "max_pool_connections": pool,
+        "connect_timeout": 10,
+        "read_timeout": read_timeout,
+        "user_agent_extra": "s3torrent",
+    }
+    if settings.endpoint_url:
+        # S3-compatible stores: path-style URLs (no wildcard DNS needed), and no default
+        # CRC trailers, which older stores (radosgw 16, MinIO before 2023) reject.
+        values["s3"] = {"addressing_style": "path"}
+        values["request_checksum_calculation"] = "when_required"
+        values["response_checksum_validation"] = "when_required"
+    return Config(**values)
+
+
+def s3_client(
+    settings: Settings,
+    *,
+    session: Any | None = None,
+    attempts: int = CONTROL_ATTEMPTS,
+    concurrency: int = 1,
+    read_timeout: float = 60.0,
+) -> Any:
+    """A boto3 S3 client for `settings` (endpoint, region), its pool sized for the reader.
+
+    `concurrency`: how many objects are read at once through this client (CLI backfill).
+    """
+    session = session or boto3.session.Session()
+    pool = settings.read_window * max(1, concurrency) + EXTRA_CONNECTIONS
+    return session.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        config=_config(settings, attempts=attempts, pool=pool, read_timeout=read_timeout),
+    )
+
+
+def reader_config(settings: Settings) -> ReaderConfig:
+    """The ranged reader's part size and window from the settings."""
+    return ReaderConfig(part_size=settings.read_part_bytes, window=settings.read_window)
+
+
+def build_objects(
+    settings: Settings, *, session: Any | None = None, concurrency: int = 1
+) -> S3Objects:
+    """The S3 adapter: a control client with retries, a data client without."""
+    session = session or boto3.session.Session()
+    reader = reader_config(settings)
+    # A range whose socket goes quiet is abandoned by the reader after stall_timeout; the
+    # socket timeout frees its thread soon after.
+    data_client = s3_client(
+        settings,
+        session=session,
+        attempts=1,
+        concurrency=concurrency,
+        read_timeout=reader.stall_timeout,
+    )
+    return S3Objects(
+        s3_client(settings, session=session, concurrency=concurrency),
+        reader=reader,
+        data_client=data_client,
+    )
+
+
+def build_service(
+    settings: Settings, *, session: Any | None = None, concurrency: int = 1
+) -> TorrentService:
+    """The TorrentService every entry point uses."""
+    return TorrentService(
+        settings, build_objects(settings, session=session, concurrency=concurrency)
+    )
