@@ -63,6 +63,7 @@ class TorrentRecord:
     info_hash_v2: str | None
     last_modified: datetime | None = None
     content_length: int | None = None  # bytes of the .torrent itself
+    source: str | None = None  # "native" or "computed": where the torrent came from
 
     def is_fresh_for(self, info: ObjectInfo) -> bool:
         """A torrent is fresh when it was built from the object's current ETag (and version)."""

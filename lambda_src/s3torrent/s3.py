@@ -511,6 +511,7 @@ class S3Objects:
             info_hash_v2=torrent.info_hash_v2,
             last_modified=None,
             content_length=len(torrent.data),
+            source=source,
         )
 
     def delete_torrent(self, ref: ObjectRef) -> bool:
@@ -606,6 +607,7 @@ class S3Objects:
             info_hash_v2=meta.get(META_INFO_HASH_V2) or None,
             last_modified=response.get("LastModified"),
             content_length=int(length) if length is not None else None,
+            source=meta.get(META_SOURCE) or None,
         )
 
 
