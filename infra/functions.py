@@ -1,0 +1,142 @@
+"""One helper that gives every s3torrent function the same defaults.
+
+arm64 on the newest Python runtime, the Powertools public layer, JSON logs into an explicit
+log group with retention, active tracing, and a role of its own that starts with nothing but
+writing to that log group (no AWSLambdaBasicExecutionRole: it grants logs on `*`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import nag
+from infra.config import LOG_RETENTION_DAYS
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+POWERTOOLS_ACCOUNT = "017000801446"
+SERVICE_NAME = "s3torrent"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of every metric
+METRICS_NAMESPACE = "s3torrent"
+# What ships: the s3torrent package only. Tests and caches never reach Lambda.
+ASSET_EXCLUDE = [
+    "**/tests",
+    "**/tests/**",
+    "**/__pycache__",
+    "**/__pycache__/**",
+    "**/*.pyc",
+    "**/*.egg-info",
+    "**/*.egg-info/**",
+    "**/.mypy_cache/**",
+    "**/.pytest_cache/**",
+]
+
+
+def powertools_layer_arn(version: int) -> str:
+    """The public Powertools v3 layer for this runtime and architecture, in the stack's region."""
+    python = RUNTIME.name.replace(".", "")  # python3.14 -> python314, the layer's naming
+    arch = ARCHITECTURE.name  # "arm64" or "x86_64", as the layer names spell them
+    return (
+        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-{python}-{arch}:{version}"
+    )
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The RetentionDays member for a number of days (the enum lists them in the same order)."""
+    members = [member for member in logs.RetentionDays if member.name != "INFINITE"]
+    return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
+
+
+def lambda_code(path: str | None = None) -> lambda_.Code:
+    """The one code asset all functions share: lambda_src/ as is, no Docker, no bundling."""
+    if path is None:
+        beside = Path(__file__).resolve().parent.parent / "lambda_src"  # a source checkout
+        path = str(beside) if beside.is_dir() else "lambda_src"  # else: the CDK app's folder
+    return lambda_.Code.from_asset(path, exclude=ASSET_EXCLUDE)
+
+
+class TorrentFunction(Construct):
+    """A Lambda function with s3torrent's defaults, its own role and its own log group."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        handler: str,
+        description: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        environment: Mapping[str, str],
+        log_retention_days: int,
+        log_level: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=retention(log_retention_days),
+            removal_policy=cdk.RemovalPolicy.RETAIN,  # logs are evidence; teardown keeps them
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"s3torrent {construct_id.lower()} function",
+        )
+        nag.grant(
+            self,
+            self.role,
+            iam.PolicyStatement(
+                sid="WriteOwnLogGroup",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            ),
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=code,
+            handler=handler,
+            description=description,
+            memory_size=memory_mb,
+            timeout=cdk.Duration.seconds(timeout_seconds),
+            role=self.role,
+            layers=[layer],
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": log_level,
+            },
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel[
+                log_level.replace("WARNING", "WARN")
+            ],
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            log_group=self.log_group,
+        )
+        nag.acknowledge(
+            self,
+            "IAM5[Resource::*]",
+            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
+            "resource-level permissions (AWS X-Ray service authorization reference), so AWS "
+            "requires Resource '*'; the actions only upload this function's own trace data.",
+        )
+
+    @property
+    def name(self) -> str:
+        """The deployed function name (a token until deploy)."""
+        return self.function.function_name
