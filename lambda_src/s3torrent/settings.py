@@ -60,6 +60,10 @@ class Settings(BaseModel):
     comment: str | None = None
     source_tag: str | None = None  # BEP 'source' field (private trackers use it)
     endpoint_url: str | None = None  # S3-compatible store; a deploy-time setting only
+    # Secrets Manager secret (ARN or name) holding the store's keys as JSON
+    # {"access_key_id": …, "secret_access_key": …}: how a Lambda authenticates to a store
+    # outside AWS. Unset: the default credential chain (the function's role on AWS).
+    endpoint_credentials_secret: str | None = None
     region: str = "us-east-1"
     # Size limits per path: the API hashes inline only below api_inline_max_bytes and queues
     # the rest; the worker refuses objects over max_object_bytes (15 minutes of hashing).

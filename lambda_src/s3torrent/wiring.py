@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from s3torrent.errors import InvalidInput
 from s3torrent.ranged_reader import ReaderConfig
 from s3torrent.s3 import S3Objects
 from s3torrent.service import TorrentService
@@ -58,6 +60,26 @@ def s3_client(
     )
 
 
+def endpoint_session(settings: Settings) -> Any:
+    """The boto3 session S3 calls use: the store's own keys when a secret names them."""
+    if not settings.endpoint_credentials_secret:
+        return boto3.session.Session()
+    secrets = boto3.session.Session().client("secretsmanager", region_name=settings.region)
+    raw = secrets.get_secret_value(SecretId=settings.endpoint_credentials_secret)["SecretString"]
+    try:
+        keys = json.loads(raw)
+        access_key, secret_key = keys["access_key_id"], keys["secret_access_key"]
+    except (ValueError, KeyError, TypeError) as error:
+        # Never echo the secret's content: name the secret and what is missing only.
+        raise InvalidInput(
+            f"secret {settings.endpoint_credentials_secret} must be JSON with access_key_id"
+            " and secret_access_key"
+        ) from error
+    return boto3.session.Session(
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=settings.region
+    )
+
+
 def reader_config(settings: Settings) -> ReaderConfig:
     """The ranged reader's part size and window from the settings."""
     return ReaderConfig(part_size=settings.read_part_bytes, window=settings.read_window)
@@ -67,7 +89,7 @@ def build_objects(
     settings: Settings, *, session: Any | None = None, concurrency: int = 1
 ) -> S3Objects:
     """The S3 adapter: a control client with retries, a data client without."""
-    session = session or boto3.session.Session()
+    session = session or endpoint_session(settings)
     reader = reader_config(settings)
     # A range whose socket goes quiet is abandoned by the reader after stall_timeout; the
     # socket timeout frees its thread soon after.
