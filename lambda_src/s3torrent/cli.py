@@ -359,6 +359,7 @@ def cmd_create(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             ref,
             force=args.force,
             write=args.output is None,
+            match_options=True,  # the flags say what the user wants, defaults included
             on_progress=bar.update if bar else None,
         )
     finally:

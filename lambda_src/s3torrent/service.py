@@ -218,9 +218,14 @@ class TorrentService:
         force: bool = False,
         write: bool = True,
         on_progress: Progress | None = None,
+        match_options: bool = False,
         _depth: int = 0,
     ) -> TorrentResult:
-        """Make (or reuse) the torrent of one object; see the module docstring for the order."""
+        """Make (or reuse) the torrent of one object; see the module docstring for the order.
+
+        A stored torrent of the current ETag is reused as it is, unless the caller states the
+        options it wants (`overrides`, or `match_options` for the CLI's flags) and it differs.
+        """
         started = time.monotonic()
         counters = TransferCounters()
         settings = self.settings_for(overrides)
@@ -237,7 +242,14 @@ class TorrentService:
         if skip is not None:
             return self._skipped(ref, skip, counters)
         if not force:
-            fresh = self._stored_if_fresh(ref, info, settings, options, counters)
+            fresh = self._stored_if_fresh(
+                ref,
+                info,
+                settings,
+                options,
+                counters,
+                explicit_options=bool(overrides) or match_options,
+            )
             if fresh is not None:
                 return fresh
         limit = settings.max_object_bytes
@@ -348,6 +360,8 @@ class TorrentService:
         settings: Settings,
         options: TorrentOptions,
         counters: TransferCounters,
+        *,
+        explicit_options: bool,
     ) -> TorrentResult | None:
         # One GET (not HEAD + GET): a fresh torrent's bytes are what the caller wants.
         stored = self.objects.get_torrent(ref)
@@ -362,7 +376,10 @@ class TorrentService:
         except InvalidTorrent:
             logger.warning("%s: stored torrent is unreadable, rebuilding it", ref.uri)
             return None
-        if not _matches(torrent, options, settings):
+        # Fresh means built from the current ETag (DESIGN.md), whatever options made it: a v2
+        # torrent someone asked for stays until its object changes. Only a caller asking for
+        # options of its own (POST /torrents, the CLI's flags) gets them rebuilt if they differ.
+        if explicit_options and not _matches(torrent, options, settings):
             return None
         return TorrentResult(
             outcome=Outcome.FRESH,

@@ -246,6 +246,23 @@ def test_different_options_are_not_fresh(s3: Any) -> None:
     assert torrent.trackers == (("udp://t:1",),)
 
 
+def test_a_torrent_made_with_options_is_served_as_is_while_its_object_is_unchanged(
+    s3: Any,
+) -> None:
+    # POST /torrents asked for v2; `?torrent` (no options of its own) must not undo that.
+    s3.put_object(Bucket=BUCKET, Key="v2.bin", Body=os.urandom(50_000))
+    service = service_for(s3, meta_version="hybrid")
+    made = service.make_torrent(ObjectRef(BUCKET, "v2.bin"), overrides={"meta_version": "2"})
+
+    served = service.torrent_for_download(ObjectRef(BUCKET, "v2.bin"), max_bytes=None)
+
+    assert made.outcome is Outcome.CREATED
+    assert served.outcome is Outcome.FRESH
+    assert served.torrent_bytes == made.torrent_bytes
+    assert served.torrent_bytes is not None
+    assert read_torrent(served.torrent_bytes).meta_version is MetaVersion.V2
+
+
 def test_force_rebuilds_and_duplicates_are_byte_identical(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="dup.bin", Body=os.urandom(200_000))
     service = service_for(s3)

@@ -1,0 +1,54 @@
+"""moto's S3/SQS/DynamoDB server on loopback, bound in the calling thread (busy ports fail fast)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+class _QuietHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's access log on stderr."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class EmbeddedMoto:
+    """The embedded S3-compatible endpoint (and SQS, DynamoDB) the local stack talks HTTP to."""
+
+    def __init__(self, host: str, port: int) -> None:
+        # moto's ThreadedMotoServer binds inside its thread and waits forever when the port is
+        # taken, and werkzeug's own bind exits the process: bind here, so OSError says it.
+        listener = socket.create_server((host, port))
+        try:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server: BaseWSGIServer = make_server(
+                host, port, app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
+            )
+        finally:
+            listener.close()  # the server holds its own duplicate of the descriptor
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits forever on a server never started
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()

@@ -1,0 +1,107 @@
+"""Real BitTorrent clients download objects through their torrents' web seed alone (BEP 19):
+no tracker, no DHT, no peers: aria2c for the default (hybrid) torrent, libtorrent for v2 and
+hybrid torrents made over HTTP with `POST /torrents`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import libtorrent as lt
+import pytest
+
+from e2e.conftest import (
+    EVENTS_BUCKET,
+    QUIET_BUCKET,
+    Stack,
+    http,
+    post_json,
+    wait_for_torrent,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def aria2c(torrent: Path, into: Path) -> None:
+    """aria2c with every peer source off: only the torrent's url-list can deliver."""
+    command = [
+        "aria2c", "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+        "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--bt-stop-timeout=30",
+        "--check-integrity=true", "--allow-overwrite=true", "--summary-interval=0",
+        "--console-log-level=warn", f"--dir={into}", str(torrent),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"aria2c exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+
+
+def libtorrent_download(torrent: bytes, into: Path, timeout: float = 30) -> None:
+    """A libtorrent session on loopback with DHT, LSD, UPnP and NAT-PMP off, until finished."""
+    session = lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "alert_mask": lt.alert_category.error,
+        }
+    )
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(torrent))
+    params.save_path = str(into)
+    handle = session.add_torrent(params)
+    errors: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not handle.status().is_seeding:
+        errors += [alert.message() for alert in session.pop_alerts()]
+        if time.monotonic() > deadline:
+            pytest.fail(f"libtorrent did not finish in {timeout} s: {errors[-5:]}")
+        time.sleep(0.05)
+    session.remove_torrent(handle)
+
+
+def test_aria2c_downloads_through_the_web_seed(stack: Stack, tmp_path: Path) -> None:
+    data = os.urandom(2_500_000)
+    key = "aria2/payload.bin"
+    s3 = stack.s3()
+    s3.put_object(Bucket=EVENTS_BUCKET, Key=key, Body=data)
+    wait_for_torrent(s3, EVENTS_BUCKET, key)
+    answer = http("GET", f"{stack.api_url}/{EVENTS_BUCKET}/{key}?torrent")  # GetObjectTorrent
+    assert answer.status == 200, answer.body
+    torrent = tmp_path / "payload.torrent"
+    torrent.write_bytes(answer.body)
+    metainfo = lt.bdecode(torrent.read_bytes())
+    assert b"announce" not in metainfo  # nothing but the web seed to download from
+    assert b"announce-list" not in metainfo
+    aria2c(torrent, tmp_path / "got")
+    assert (tmp_path / "got" / "payload.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("meta_version", ["2", "hybrid"])
+def test_libtorrent_downloads_v2_and_hybrid_through_the_web_seed(
+    stack: Stack, tmp_path: Path, meta_version: str
+) -> None:
+    data = os.urandom(3_000_001)  # not a multiple of any piece length: a short last piece
+    key = f"libtorrent/{meta_version}/blob.bin"
+    stack.s3().put_object(Bucket=QUIET_BUCKET, Key=key, Body=data)
+    made = post_json(
+        f"{stack.api_url}/torrents",
+        {"bucket": QUIET_BUCKET, "key": key, "options": {"meta_version": meta_version}},
+    )
+    assert made.status in (200, 201), made.body
+    assert made.json()["meta_version"] == meta_version
+    # The stored `<key>.torrent`, fetched as any client would (the bucket is public-read).
+    answer = http("GET", f"{stack.s3_url}/{QUIET_BUCKET}/{quote(key)}.torrent")
+    assert answer.status == 200, answer.body
+    assert answer.headers["content-type"] == "application/x-bittorrent"
+
+    info = lt.bdecode(answer.body)[b"info"]
+    assert info[b"meta version"] == 2  # BEP 52
+    assert b"file tree" in info
+    assert (b"pieces" in info) == (meta_version == "hybrid")  # v1 piece hashes too
+    assert (made.json()["info_hash_v1"] is not None) == (meta_version == "hybrid")
+    libtorrent_download(answer.body, tmp_path)
+    assert (tmp_path / "blob.bin").read_bytes() == data
