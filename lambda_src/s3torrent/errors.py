@@ -121,3 +121,55 @@ class TransientS3Error(S3TorrentError):
     retryable = True
     code = "ServiceUnavailable"
     http_status = 503
+
+
+# --- the handlers' own (helper-5) ---------------------------------------------------------
+
+
+class NotConfigured(S3TorrentError):
+    """This deployment has no resource for the request (no worker queue, no progress table)."""
+
+    code = "NotImplemented"
+    http_status = 501
+
+
+class BackfillNotFound(S3TorrentError):
+    """No backfill with this id."""
+
+    code = "NoSuchBackfill"
+    http_status = 404
+
+    def __init__(self, backfill_id: str) -> None:
+        super().__init__(f"no backfill with id {backfill_id!r}")
+        self.backfill_id = backfill_id
+
+
+class BackfillStepBusy(S3TorrentError):
+    """Another invocation holds this backfill step's lease: try the message again later."""
+
+    retryable = True
+    code = "ServiceUnavailable"
+    http_status = 503
+
+
+class TransientServiceError(S3TorrentError):
+    """SQS or DynamoDB failed in a way worth retrying (throttling, 5xx), botocore retries spent."""
+
+    retryable = True
+    code = "ServiceUnavailable"
+    http_status = 503
+
+
+class TorrentPending(S3TorrentError):
+    """The object is too large to hash inside the API's time budget: its job was queued."""
+
+    retryable = True
+    code = "ServiceUnavailable"
+    http_status = 503
+
+    def __init__(self, bucket: str, key: str, retry_after: int) -> None:
+        super().__init__(
+            f"s3://{bucket}/{key} is too large to hash within this request; its torrent is"
+            f" being made: retry in {retry_after} seconds"
+        )
+        self.retry_after = retry_after

@@ -28,6 +28,9 @@ def _config(settings: Settings, *, attempts: int, pool: int, read_timeout: float
         "connect_timeout": 10,
         "read_timeout": read_timeout,
         "user_agent_extra": "s3torrent",
+        # Presigned torrent URLs (the API's 307 for large torrents) must be SigV4: regions
+        # opened since 2014 refuse SigV2, and SigV4 scopes the signature to a region.
+        "signature_version": "s3v4",
     }
     if settings.endpoint_url:
         # S3-compatible stores: path-style URLs (no wildcard DNS needed), and no default

@@ -1,0 +1,184 @@
+"""Request and response bodies of the JSON API (pydantic; the OpenAPI document comes from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from s3torrent.model import MAX_KEY_BYTES, TorrentResult
+
+MetaVersion = Literal["1", "2", "hybrid"]
+
+MAX_URLS = 32
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TorrentOptions(_Strict):
+    """Per-request torrent options; each one left out keeps the deployment's setting."""
+
+    meta_version: MetaVersion | None = Field(
+        default=None, description="BitTorrent v1, v2 (BEP 52) or hybrid"
+    )
+    piece_length: int | None = Field(
+        default=None, ge=16384, le=1 << 30, description="bytes, a power of two (default: auto)"
+    )
+    trackers: list[str] | None = Field(
+        default=None, max_length=MAX_URLS, description="announce URLs, one tier each (BEP 12)"
+    )
+    web_seeds: list[str] | None = Field(
+        default=None,
+        max_length=MAX_URLS,
+        description="BEP 19 URL templates ({bucket_url}, {folder}, {key} ...)",
+    )
+    private: bool | None = Field(default=None, description="BEP 27 private flag")
+    comment: str | None = Field(default=None, max_length=1024)
+
+    @field_validator("meta_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        # `1` and `2` are as natural in JSON as "1" and "2".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("piece_length")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            raise ValueError(f"piece_length must be a power of two: {value}")
+        return value
+
+    def overrides(self) -> dict[str, Any]:
+        """The options that were set, as TorrentService overrides."""
+        values = self.model_dump(exclude_none=True)
+        for name in ("trackers", "web_seeds"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return values
+
+
+def _check_key(value: str) -> str:
+    if len(value.encode("utf-8")) > MAX_KEY_BYTES:
+        raise ValueError(f"key is over S3's {MAX_KEY_BYTES}-byte limit")
+    return value
+
+
+class CreateTorrentRequest(_Strict):
+    """POST /torrents."""
+
+    bucket: str = Field(min_length=1, max_length=255)
+    key: str = Field(min_length=1)
+    version_id: str | None = Field(default=None, min_length=1, max_length=1024)
+    options: TorrentOptions | None = None
+
+    _key = field_validator("key")(_check_key)
+
+
+class TorrentInfo(BaseModel):
+    """A torrent next to an object: what it describes and how to fetch it."""
+
+    status: Literal["created", "fresh", "stale"] = Field(
+        description="created now; fresh (built from the object's current ETag); stale"
+    )
+    bucket: str
+    key: str
+    torrent_key: str
+    size: int | None = None
+    piece_length: int | None = None
+    meta_version: str | None = None
+    info_hash_v1: str | None = None
+    info_hash_v2: str | None = None
+    magnet: str | None = None
+    source: str | None = Field(default=None, description="native or computed")
+    source_etag: str | None = None
+    source_version_id: str | None = None
+    torrent_bytes: int | None = Field(default=None, description="size of the .torrent file")
+
+    @classmethod
+    def from_result(cls, result: TorrentResult, status: str) -> TorrentInfo:
+        """The JSON view of a service result that has a stored torrent."""
+        record = result.record
+        return cls.model_validate(
+            {
+                "status": status,
+                "bucket": result.ref.bucket,
+                "key": result.ref.key,
+                "torrent_key": result.torrent_key,
+                "size": record.size if record else None,
+                "piece_length": record.piece_length if record else None,
+                "meta_version": record.meta_version if record else None,
+                "info_hash_v1": record.info_hash_v1 if record else None,
+                "info_hash_v2": record.info_hash_v2 if record else None,
+                "magnet": result.magnet,
+                "source": result.source,
+                "source_etag": record.source_etag if record else None,
+                "source_version_id": record.source_version_id if record else None,
+                "torrent_bytes": len(result.torrent_bytes) if result.torrent_bytes else None,
+            }
+        )
+
+
+class Queued(BaseModel):
+    """202: the work was queued; follow `location`."""
+
+    status: Literal["queued"] = "queued"
+    location: str
+    bucket: str
+    key: str
+
+
+class BackfillRequest(_Strict):
+    """POST /backfills."""
+
+    bucket: str = Field(min_length=1, max_length=255)
+    prefix: str = ""
+
+    _prefix = field_validator("prefix")(_check_key)
+
+
+class BackfillAccepted(BaseModel):
+    """202: the backfill was started."""
+
+    id: str
+    status: str
+    location: str
+    bucket: str
+    prefix: str
+
+
+class BackfillStatus(BaseModel):
+    """GET /backfills/{id}."""
+
+    id: str
+    bucket: str
+    prefix: str
+    status: Literal["queued", "running", "listed", "complete", "failed"] = Field(
+        description="queued; running (listing); listed (jobs in flight); complete; failed"
+    )
+    listed: int = Field(description="objects listed (not counting .torrent keys)")
+    queued: int = Field(description="missing or stale torrents sent to the worker queue")
+    fresh: int = Field(description="objects whose torrent was already up to date")
+    skipped: int = Field(description="objects that can never have a torrent")
+    done: int = Field(description="queued jobs the worker finished")
+    failed: int = Field(description="queued jobs that failed for good")
+    requests: int = Field(description="S3 requests the walk made (ListObjectsV2)")
+    continuations: int = Field(description="times the walk handed over to a new invocation")
+    created_at: str | None = None
+    updated_at: str | None = None
+    error: str | None = Field(default=None, description="why a failed backfill stopped")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="S3-style error code (NoSuchKey, AccessDenied ...)")
+    message: str
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="validation errors: where (loc) and what (type, msg)"
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every JSON error: `{"error": {"code": ..., "message": ...}}`."""
+
+    error: ErrorDetail

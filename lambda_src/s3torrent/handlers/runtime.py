@@ -1,0 +1,75 @@
+"""What the handlers share: the settings (read once) and the clients built from them, lazily.
+
+Each handler module holds one `Runtime` at module level, so a warm Lambda reuses its
+clients; tests swap it for one built from their own settings.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+
+from s3torrent.errors import NotConfigured
+from s3torrent.jobs import Backfills, JobQueue, Worker
+from s3torrent.progress import ProgressStore
+from s3torrent.s3 import S3Objects
+from s3torrent.service import TorrentService
+from s3torrent.settings import Settings
+from s3torrent.wiring import build_objects
+
+
+class Runtime:
+    """The service, queues and progress table for one Settings (SQS and DynamoDB endpoints
+    come from boto3's own `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_DYNAMODB`)."""
+
+    def __init__(self, settings: Settings, *, session: Any | None = None) -> None:
+        self.settings = settings
+        self.session = session or boto3.session.Session()
+
+    @cached_property
+    def objects(self) -> S3Objects:
+        return build_objects(self.settings, session=self.session)
+
+    @cached_property
+    def service(self) -> TorrentService:
+        return TorrentService(self.settings, self.objects)
+
+    @cached_property
+    def worker_queue(self) -> JobQueue:
+        if not self.settings.queue_url:
+            raise NotConfigured("this deployment has no worker queue (S3TORRENT_QUEUE_URL)")
+        return JobQueue(self._client("sqs"), self.settings.queue_url)
+
+    @cached_property
+    def backfill_queue(self) -> JobQueue:
+        if not self.settings.backfill_queue_url:
+            raise NotConfigured(
+                "this deployment has no backfill queue (S3TORRENT_BACKFILL_QUEUE_URL)"
+            )
+        return JobQueue(self._client("sqs"), self.settings.backfill_queue_url)
+
+    @cached_property
+    def progress(self) -> ProgressStore:
+        if not self.settings.backfill_table:
+            raise NotConfigured("this deployment has no backfill table (S3TORRENT_BACKFILL_TABLE)")
+        return ProgressStore(self._client("dynamodb"), self.settings.backfill_table)
+
+    @cached_property
+    def worker(self) -> Worker:
+        progress = self.progress if self.settings.backfill_table else None
+        return Worker(self.service, progress)
+
+    @cached_property
+    def backfills(self) -> Backfills:
+        return Backfills(
+            self.settings,
+            self.objects,
+            worker_queue=self.worker_queue,
+            backfill_queue=self.backfill_queue,
+            progress=self.progress,
+        )
+
+    def _client(self, service: str) -> Any:
+        return self.session.client(service, region_name=self.settings.region)
