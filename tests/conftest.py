@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,14 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' own helper modules (ports, handler_support)
+
+from ports import free_port  # noqa: E402
+
 EVENTS = ROOT / "tests" / "events"
 
-# No test may reach AWS: fake credentials, a fixed region, tracing off, before anything imports boto3.
+# No test may reach AWS: fake credentials, a fixed region, tracing off, set before
+# anything imports boto3.
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -30,13 +34,6 @@ os.environ.update(
 )
 for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(name, None)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +68,3 @@ def bucket(s3_client, request: pytest.FixtureRequest) -> str:  # type: ignore[no
     name = f"t-{raw}"[:55].strip("-") + f"-{os.getpid() % 10000}"
     s3_client.create_bucket(Bucket=name)
     return name
-
-
-sys.path.insert(0, str(ROOT / "tests"))

@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import free_port
+from ports import free_port
 
 BIN = Path(sys.executable).parent  # the venv's bin: s3torrent, aws
 EVENTS_BUCKET = "e2e-events"  # uploads get torrents through S3 notifications

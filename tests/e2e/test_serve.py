@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
 from e2e.conftest import Stack, client_env, start_serve, wait_for_torrent
+from ports import free_port
 from s3torrent_local.demo import DOWNLOAD_DIR, SAMPLE_KEY, sample_bytes
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ use, cached by `session_synth()`: three stacks in one app, cdk-nag on, exactly a
 - `endpoint`: buckets on an S3-compatible store (Ceph/MinIO): no AWS S3 grants or notifications.
 
 Not a conftest.py on purpose: pytest imports every conftest.py as the module `conftest`, and
-other test folders do `from conftest import ...`; one more conftest here would shadow theirs.
+a conftest here would be imported as `conftest` too and shadow the top one.
 """
 
 from __future__ import annotations

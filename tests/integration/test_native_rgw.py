@@ -24,7 +24,7 @@ import boto3
 import libtorrent as lt
 import pytest
 
-from conftest import free_port
+from ports import free_port
 from s3torrent.errors import NativeTorrentUnavailable
 from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectRef, Outcome
