@@ -1,0 +1,235 @@
+"""SQS delivers at least once and in any order; some messages are poison. The worker copes.
+
+Everything goes through the worker Lambda's real entry point,
+`s3torrent.handlers.s3_events.lambda_handler`, with SQS events built from the fixtures in
+tests/events (the bodies are the S3 notifications moto/S3 send), against moto's server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from faults.events import created, load, removed, s3_notification, sqs_event
+from faults.helpers import reference_hashes, source_writes, torrent_keys
+from faults.proxy import FaultKind, FaultProxy, FaultRule
+from s3torrent.handlers import s3_events
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.metainfo import read_torrent
+from s3torrent.settings import Settings
+from s3torrent_local.lambda_context import FakeLambdaContext
+from s3torrent_local.queues import EventSource, QueueConsumer
+
+pytestmark = pytest.mark.integration
+
+KEY = "inbox/report 2026+final.bin"  # a space and a '+': notification keys are URL-encoded
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str) -> Iterator[Any]:
+    """The worker Lambda, configured for this test's bucket on moto (direct, no proxy)."""
+
+    def use(endpoint: str = moto_endpoint, **extra: Any) -> Any:
+        settings = Settings.from_mapping(
+            {"buckets": [{"name": bucket}], "endpoint_url": endpoint, **extra}
+        )
+        monkeypatch.setattr(s3_events, "runtime", Runtime(settings))
+        return invoke
+
+    def invoke(*bodies: str) -> dict[str, Any]:
+        event = sqs_event(*bodies)
+        response: dict[str, Any] = s3_events.lambda_handler(
+            event, FakeLambdaContext("s3torrent-worker", 60)
+        )
+        return response
+
+    use()
+    yield use
+
+
+def settled(s3_client: Any, bucket: str, expected: bytes | None) -> None:
+    """The bucket holds the torrent of `expected` (the current object), or none if deleted."""
+    keys = torrent_keys(s3_client, bucket)
+    assert not [k for k in keys if k.endswith(".torrent.torrent")]
+    if expected is None:
+        assert keys == []
+        return
+    assert keys == [KEY + ".torrent"]
+    current = s3_client.head_object(Bucket=bucket, Key=KEY)["ETag"]
+    stored = s3_client.get_object(Bucket=bucket, Key=KEY + ".torrent")
+    assert stored["Metadata"]["source-etag"] == current
+    torrent = read_torrent(stored["Body"].read())
+    assert (torrent.info_hash_v1, torrent.info_hash_v2) == reference_hashes(expected, KEY)
+
+
+@pytest.mark.slow
+def test_duplicate_and_reordered_events_settle_on_the_current_object(
+    worker: Any, s3_client: Any, bucket: str
+) -> None:
+    """All 4! orders of (put, put, delete, put), each event delivered twice, one at a time,
+    against every final state those operations can leave: the torrent of what is there now."""
+    invoke = worker()
+    rng = random.Random(5)
+    versions = [rng.randbytes(n) for n in (70_001, 1_234, 300_000)]
+    events = [
+        created(bucket, KEY),
+        created(bucket, KEY),
+        removed(bucket, KEY),
+        created(bucket, KEY),
+    ]
+    tried = 0
+    # The operations happened in order put v0, put v1, delete, put v2 and the events arrive
+    # after the fact, in any order, duplicated; the final state is v2, or gone (no last put).
+    for final in (versions[2], None):
+        s3_client.put_object(Bucket=bucket, Key=KEY, Body=versions[0])
+        s3_client.put_object(Bucket=bucket, Key=KEY, Body=versions[1])
+        s3_client.delete_object(Bucket=bucket, Key=KEY)
+        if final is not None:
+            s3_client.put_object(Bucket=bucket, Key=KEY, Body=final)
+        for order in itertools.permutations(range(len(events))):
+            for index in order:
+                for _ in range(2):  # at least once: every event comes twice
+                    assert invoke(events[index]) == {"batchItemFailures": []}
+            settled(s3_client, bucket, final)
+            tried += 1
+        # Also all at once, duplicates and a torrent key's own event in the same batch.
+        batch = [*events, *events, created(bucket, KEY + ".torrent")]
+        rng.shuffle(batch)
+        assert invoke(*batch) == {"batchItemFailures": []}
+        settled(s3_client, bucket, final)
+        for key in torrent_keys(s3_client, bucket):
+            s3_client.delete_object(Bucket=bucket, Key=key)
+    print(f"\nDELIVERY orders tried: {tried} x 2 final states, each event delivered twice")
+
+
+def test_events_interleaved_with_changes_settle(worker: Any, s3_client: Any, bucket: str) -> None:
+    """Events processed between the operations, late and duplicated: each step settles."""
+    invoke = worker()
+    rng = random.Random(6)
+    late: list[str] = []
+    current: bytes | None = None
+    for step in range(12):
+        if current is not None and rng.random() < 0.3:
+            s3_client.delete_object(Bucket=bucket, Key=KEY)
+            current = None
+            late.append(removed(bucket, KEY))
+        else:
+            current = rng.randbytes(rng.randint(1, 200_000))
+            s3_client.put_object(Bucket=bucket, Key=KEY, Body=current)
+            late.append(created(bucket, KEY))
+        # Deliver a random, duplicated, reordered selection of everything sent so far, then
+        # the latest event last (SQS delivers it eventually): the state must settle.
+        stale = rng.sample(late, k=min(len(late), 3))
+        assert invoke(*stale, *stale) == {"batchItemFailures": []}
+        assert invoke(late[-1]) == {"batchItemFailures": []}
+        settled(s3_client, bucket, current)
+        assert step >= 0
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_poison_messages_are_logged_and_acknowledged_the_rest_unaffected(
+    worker: Any,
+    fault_proxy: FaultProxy,
+    s3_client: Any,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker(fault_proxy.url)
+    good = {f"good/{n}.bin": random.Random(n).randbytes(1000 + n) for n in range(3)}
+    for key, data in good.items():
+        s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+    s3_client.put_object(Bucket=bucket, Key="cursed.bin", Body=b"never readable" * 1000)
+    # "cursed.bin" can never be read: every GET of it resets mid-body.
+    fault_proxy.policy.set_rules([FaultRule(FaultKind.RESET, key=r"^cursed\.bin$")])
+
+    poison = [record["body"] for record in load("sqs_poison.json")["Records"]]
+    bodies = [
+        created(bucket, "good/0.bin"),
+        *poison[:4],  # not JSON; unknown type; ObjectRestore event type; job without a key
+        created(bucket, "cursed.bin"),
+        s3_notification("ObjectCreated:Put", "not-an-allowed-bucket", "x.bin"),
+        created(bucket, "good/1.bin"),
+        f'{{"type": "s3torrent.job", "bucket": "{bucket}", "key": "good/2.bin"}}',
+        "[]",
+    ]
+    event = sqs_event(*bodies)
+    ids = [record["messageId"] for record in event["Records"]]
+    with caplog.at_level(logging.INFO):
+        response = s3_events.lambda_handler(event, FakeLambdaContext("s3torrent-worker", 60))
+
+    # Only the message worth retrying comes back (then goes to the DLQ); the others are done.
+    assert response == {"batchItemFailures": [{"itemIdentifier": ids[5]}]}
+    assert sorted(torrent_keys(s3_client, bucket)) == sorted(k + ".torrent" for k in good)
+    for key, data in good.items():
+        body = s3_client.get_object(Bucket=bucket, Key=key + ".torrent")["Body"].read()
+        torrent = read_torrent(body)
+        assert (torrent.info_hash_v1, torrent.info_hash_v2) == reference_hashes(data, key)
+    assert source_writes(fault_proxy.policy.log) == []
+    reasons = [getattr(r, "reason", None) or r.getMessage() for r in _warnings(caplog)]
+    text = "\n".join(str(r) for r in reasons)
+    for expected in (
+        "not JSON",
+        "unknown message type",
+        "unsupported S3 event type",
+        "malformed job message",
+        "cursed.bin",
+        "not a JSON object",
+    ):
+        assert expected in text, f"no log says {expected!r}:\n{text}"
+    print(f"\nPOISON: {len(bodies)} messages, reasons logged: {len(reasons)}")
+
+
+@pytest.mark.slow
+def test_a_message_that_never_succeeds_ends_in_the_dlq(
+    worker: Any, fault_proxy: FaultProxy, s3_client: Any, sqs_client: Any, bucket: str
+) -> None:
+    """Through a real (moto) queue with a redrive policy, polled like Lambda does."""
+    worker(fault_proxy.url)
+    s3_client.put_object(Bucket=bucket, Key="cursed.bin", Body=b"x" * 5000)
+    s3_client.put_object(Bucket=bucket, Key="fine.bin", Body=b"y" * 5000)
+    fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOWDOWN, key=r"^cursed\.bin$")])
+    dlq_url = sqs_client.create_queue(QueueName=f"{bucket}-dlq")["QueueUrl"]
+    dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    queue_url = sqs_client.create_queue(
+        QueueName=f"{bucket}-q",
+        Attributes={
+            "RedrivePolicy": f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "2"}}'
+        },
+    )["QueueUrl"]
+    for body in (created(bucket, "cursed.bin"), created(bucket, "fine.bin"), "not json"):
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=body)
+    consumer = QueueConsumer(
+        sqs_client,
+        EventSource(
+            function_name="s3torrent-worker",
+            queue_url=queue_url,
+            queue_arn=queue_url,
+            handler=lambda: s3_events.lambda_handler,
+            timeout_seconds=60,
+            max_receive_count=2,
+            retry_delay_seconds=0,
+            poll_seconds=0,
+        ),
+    )
+    polls = 0
+    while consumer.poll_once() and polls < 10:
+        polls += 1
+    assert polls < 10
+    left = sqs_client.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages", [])
+    dead = sqs_client.receive_message(
+        QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    ).get("Messages", [])
+    assert left == []
+    assert [m["Body"] for m in dead] == [created(bucket, "cursed.bin")]
+    assert torrent_keys(s3_client, bucket) == ["fine.bin.torrent"]
+    print(f"\nDLQ: {polls} polls; faults {fault_proxy.policy.summary()}")

@@ -1,0 +1,259 @@
+"""S3 breaks, torrents stay right: faults injected between TorrentService and a real endpoint.
+
+The service (built by `wiring.build_service`, as every entry point builds it) talks to moto's
+server through the fault proxy. Transient faults on a share of requests must change nothing
+in the result (the same info hashes as a fault-free run and as the engine alone), at the
+cost of a bounded number of retries; a fault that never clears must end as a clear
+TransientS3Error within bounded time, with no torrent written.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from faults.helpers import reference_hashes, source_writes, torrent_keys
+from faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
+from s3torrent.errors import TransientS3Error
+from s3torrent.metainfo import read_torrent
+from s3torrent.model import ObjectRef, Outcome
+from s3torrent.ranged_reader import ReaderConfig
+from s3torrent.s3 import S3Objects
+from s3torrent.service import TorrentService
+from s3torrent.settings import Settings
+from s3torrent.wiring import build_service, s3_client
+
+pytestmark = pytest.mark.integration
+
+PART = 64 * 1024  # the smallest part Settings allows: many ranges per object, many chances to fail
+WINDOW = 4
+READER_ATTEMPTS = ReaderConfig().max_attempts
+
+_rng = random.Random(20261125)
+OBJECTS: dict[str, bytes] = {
+    "one-byte": _rng.randbytes(1),
+    "a/small.bin": _rng.randbytes(PART + 1),
+    "a/b/mid.bin": _rng.randbytes(300_001),
+    "big.bin": _rng.randbytes(1_048_579),
+    "deep/er/bigger.bin": _rng.randbytes(2_621_435),
+}
+RANGES = {key: -(-len(data) // PART) for key, data in OBJECTS.items()}
+
+# About 30% of ranged GETs broken, every way S3 breaks (rates apply in turn, per request).
+TRANSIENT_RULES = [
+    FaultRule(FaultKind.SLOWDOWN, rate=0.10, ranged_only=True),
+    FaultRule(FaultKind.INTERNAL, rate=0.07, ranged_only=True),
+    FaultRule(FaultKind.THROTTLE, rate=0.05, ranged_only=True),
+    FaultRule(FaultKind.RESET, rate=0.06, ranged_only=True),
+    FaultRule(FaultKind.SLOW, rate=0.05, ranged_only=True),
+    # Control calls (HeadObject, the .torrent GET and PUT) get 503s too: botocore retries those.
+    FaultRule(FaultKind.SLOWDOWN, rate=0.10, methods=frozenset({"HEAD", "PUT", "GET"})),
+]
+
+
+def settings_for(endpoint: str, bucket: str, **extra: Any) -> Settings:
+    return Settings.from_mapping(
+        {
+            "buckets": [{"name": bucket}],
+            "endpoint_url": endpoint,
+            "read_part_bytes": PART,
+            "read_window": WINDOW,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def objects(s3_client: Any, bucket: str) -> dict[str, str]:
+    """The test objects, uploaded straight to moto; their ETags by key."""
+    etags = {}
+    for key, data in OBJECTS.items():
+        etags[key] = s3_client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"]
+    return etags
+
+
+def baseline(service: TorrentService, bucket: str) -> dict[str, tuple[str | None, str | None]]:
+    """Info hashes of a fault-free run (nothing written)."""
+    hashes = {}
+    for key in OBJECTS:
+        result = service.make_torrent(ObjectRef(bucket, key), write=False)
+        assert result.outcome is Outcome.CREATED and result.torrent_bytes
+        torrent = read_torrent(result.torrent_bytes)
+        hashes[key] = (torrent.info_hash_v1, torrent.info_hash_v2)
+    return hashes
+
+
+@pytest.mark.slow
+def test_transient_faults_change_nothing_but_the_retry_count(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+) -> None:
+    service = build_service(settings_for(fault_proxy.url, bucket))
+    clean = baseline(service, bucket)
+    assert clean == {key: reference_hashes(data, key) for key, data in OBJECTS.items()}
+    assert fault_proxy.policy.total_injected == 0
+
+    fault_proxy.policy = FaultPolicy(TRANSIENT_RULES, seed=1, max_consecutive=2, slow_delay=0.002)
+    results = {key: service.make_torrent(ObjectRef(bucket, key)) for key in OBJECTS}
+
+    policy = fault_proxy.policy
+    for key, result in results.items():
+        assert result.outcome is Outcome.CREATED, (key, result)
+        assert result.record is not None
+        assert (result.record.info_hash_v1, result.record.info_hash_v2) == clean[key]
+        assert result.record.source_etag == objects[key]
+        stored = s3_client.get_object(Bucket=bucket, Key=key + ".torrent")
+        torrent = read_torrent(stored["Body"].read())
+        assert (torrent.info_hash_v1, torrent.info_hash_v2) == clean[key]
+        assert stored["Metadata"]["source-etag"] == objects[key]
+    assert sorted(torrent_keys(s3_client, bucket)) == sorted(k + ".torrent" for k in OBJECTS)
+
+    # No source object was touched: every write went to a `.torrent` key.
+    assert source_writes(policy.log) == []
+    # Every ranged read was pinned to the ETag HeadObject saw.
+    ranged = [e.info for e in policy.log if e.info.range]
+    assert ranged and all(info.headers.get("if-match") == objects[info.key] for info in ranged)
+
+    # Bounded retries: some were needed, none wasted. A reader retry follows a failed range
+    # attempt, so there are no more of them than faults injected on ranged GETs, and no
+    # range is broken more than twice in a row (max_consecutive) by the proxy.
+    data_faults = sum(1 for e in policy.log if e.info.range and e.fault not in (None, "slow"))
+    retries = {key: r.counters.retries for key, r in results.items()}
+    assert sum(retries.values()) > 0
+    assert sum(retries.values()) <= data_faults
+    for key, count in retries.items():
+        assert count <= RANGES[key] * 2, (key, count)
+    injected = Counter(e.fault for e in policy.log if e.fault)
+    for kind in FaultKind:
+        if kind is not FaultKind.STALL:
+            assert injected[kind] > 0, f"no {kind} fault was injected: raise its rate"
+    print(
+        f"\nFAULTS transient: {dict(sorted(policy.summary().items()))};"
+        f" ranged GETs {len(ranged)} for {sum(RANGES.values())} ranges;"
+        f" reader retries {sum(retries.values())} ({retries})"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [FaultKind.SLOWDOWN, FaultKind.THROTTLE, FaultKind.RESET])
+def test_a_fault_that_never_clears_fails_clearly(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], kind: FaultKind
+) -> None:
+    service = build_service(settings_for(fault_proxy.url, bucket))
+    fault_proxy.policy.set_rules([FaultRule(kind, key=r"^big\.bin$", ranged_only=True)])
+    started = time.monotonic()
+    with pytest.raises(TransientS3Error) as info:
+        service.make_torrent(ObjectRef(bucket, "big.bin"))
+    elapsed = time.monotonic() - started
+    assert "big.bin" in str(info.value)
+    assert elapsed < 20, f"gave up after {elapsed:.1f}s"
+    assert torrent_keys(s3_client, bucket) == []
+    gets = sum(1 for e in fault_proxy.policy.log if e.info.range)
+    # The reader tries each range READER_ATTEMPTS times, WINDOW ranges at once; botocore may
+    # add one retry per attempt on the data client (see docs/reliability.md).
+    assert gets <= WINDOW * READER_ATTEMPTS * 2, gets
+    # The other objects are unaffected by a fault on one key.
+    assert service.make_torrent(ObjectRef(bucket, "a/b/mid.bin")).outcome is Outcome.CREATED
+    print(f"\nFAULTS never-clearing {kind}: {fault_proxy.policy.summary()}; {elapsed:.2f}s")
+
+
+def stall_service(proxy_url: str, bucket: str, stall_timeout: float) -> TorrentService:
+    """A service whose reader gives up on a silent range after `stall_timeout` seconds.
+
+    Settings do not expose the reader's stall timeout (30 s in wiring), so the adapter is
+    assembled by hand here exactly as `wiring.build_objects` does it: a data client without
+    botocore retries whose socket read timeout is the reader's stall timeout.
+    """
+    settings = settings_for(proxy_url, bucket)
+    data_client = boto3.client(
+        "s3",
+        endpoint_url=proxy_url,
+        region_name="us-east-1",
+        config=Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            read_timeout=stall_timeout,
+            s3={"addressing_style": "path"},
+        ),
+    )
+    objects = S3Objects(
+        s3_client(settings),
+        reader=ReaderConfig(part_size=PART, window=WINDOW, stall_timeout=stall_timeout),
+        data_client=data_client,
+    )
+    return TorrentService(settings, objects)
+
+
+@pytest.mark.slow
+def test_a_stalled_range_is_abandoned_and_retried(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+) -> None:
+    service = stall_service(fault_proxy.url, bucket, stall_timeout=1.0)
+    fault_proxy.policy.set_rules(
+        [FaultRule(FaultKind.STALL, key=r"^deep/er/bigger\.bin$", ranged_only=True, limit=2)]
+    )
+    started = time.monotonic()
+    result = service.make_torrent(ObjectRef(bucket, "deep/er/bigger.bin"))
+    elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.CREATED
+    assert result.record is not None
+    key = "deep/er/bigger.bin"
+    assert (result.record.info_hash_v1, result.record.info_hash_v2) == reference_hashes(
+        OBJECTS[key], key
+    )
+    assert fault_proxy.policy.injected[FaultKind.STALL] == 2
+    assert 1 <= result.counters.retries <= 2
+    assert 1.0 <= elapsed < 10, elapsed
+    print(f"\nFAULTS stall x2: retries {result.counters.retries}, {elapsed:.2f}s")
+
+
+@pytest.mark.slow
+def test_a_range_that_always_stalls_fails_in_bounded_time(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+) -> None:
+    service = stall_service(fault_proxy.url, bucket, stall_timeout=0.5)
+    # The proxy holds a stalled answer 10 s at most (then resets it), so that a reader that
+    # does not give up by itself fails this test in seconds rather than after botocore's
+    # read timeout.
+    fault_proxy.policy = FaultPolicy(
+        [FaultRule(FaultKind.STALL, key=r"^a/b/mid\.bin$", ranged_only=True)], stall_seconds=10
+    )
+    started = time.monotonic()
+    with pytest.raises(TransientS3Error, match="stalled"):
+        service.make_torrent(ObjectRef(bucket, "a/b/mid.bin"))
+    elapsed = time.monotonic() - started
+    assert elapsed < READER_ATTEMPTS * 0.5 + 5, elapsed
+    assert torrent_keys(s3_client, bucket) == []
+    print(f"\nFAULTS stall forever: {fault_proxy.policy.summary()}; failed after {elapsed:.2f}s")
+
+
+def test_the_reader_gives_up_on_a_stall_even_if_the_fetch_never_returns() -> None:
+    """ReaderConfig.stall_timeout bounds an attempt whatever the fetch does: with every part
+    of the window stuck at once, the replacements must not queue behind the stuck threads.
+    (wiring gives the data client a socket timeout equal to stall_timeout, which frees the
+    threads in production; this checks the reader's own promise.)"""
+    import threading
+
+    from s3torrent.model import TransferCounters
+    from s3torrent.ranged_reader import read_in_order
+
+    release = threading.Event()
+
+    def fetch(start: int, end: int) -> bytes:
+        release.wait(4)  # a socket with no timeout
+        return bytes(end - start + 1)
+
+    config = ReaderConfig(part_size=10, window=4, stall_timeout=0.2, max_attempts=3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientS3Error, match="stalled"):
+            for _ in read_in_order(fetch, 100, config, TransferCounters(), is_retryable=bool):
+                pass
+    finally:
+        elapsed = time.monotonic() - started
+        release.set()
+    assert elapsed < 3 * 0.2 + 1.5, f"gave up after {elapsed:.1f}s, not ~0.6s"
