@@ -358,6 +358,50 @@ def test_a_range_stalling_on_every_attempt_ends_in_transient_error() -> None:
         release.set()
 
 
+def test_a_whole_window_stalling_at_once_recovers_within_the_stall_timeout() -> None:
+    # Every first attempt hangs (a socket with no timeout): the replacements must not queue
+    # behind the stuck threads, or the read would wait for those fetches to return.
+    data = payload(6 * KiB)
+    release = threading.Event()
+    seen: set[int] = set()
+    lock = threading.Lock()
+
+    def fetch(start: int, end: int) -> bytes:
+        with lock:
+            first = start not in seen
+            seen.add(start)
+        if first:
+            release.wait(10)
+        return data[start : end + 1]
+
+    counters = TransferCounters()
+    config = ReaderConfig(part_size=KiB, window=4, stall_timeout=0.2, **FAST)
+    began = time.monotonic()
+    try:
+        assert read_all(data, config, fetch, counters) == data
+        assert time.monotonic() - began < 3
+        assert counters.retries == 6
+    finally:
+        release.set()
+
+
+def test_a_window_that_never_answers_fails_after_max_attempts_stall_timeouts() -> None:
+    release = threading.Event()
+
+    def fetch(start: int, end: int) -> bytes:
+        release.wait(10)
+        return bytes(end - start + 1)
+
+    config = ReaderConfig(part_size=10, window=4, stall_timeout=0.2, max_attempts=3)
+    began = time.monotonic()
+    try:
+        with pytest.raises(TransientS3Error, match="stalled"):
+            list(read_in_order(fetch, 100, config, TransferCounters(), is_retryable=retryable))
+        assert time.monotonic() - began < 3 * 0.2 + 1.5
+    finally:
+        release.set()
+
+
 # --- closing early -----------------------------------------------------------------------
 
 

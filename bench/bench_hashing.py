@@ -1,0 +1,667 @@
+"""`make bench`: how fast s3torrent hashes an object over HTTP, against the tools people use.
+
+One run prints, side by side, for the same bytes (a generated file under /tmp, never stored
+in the repo):
+- ours: v1, v2 and hybrid through the production path — a boto3 client on a loopback
+  S3-compatible endpoint (nginx, see nginx_s3.py), `S3Objects.head_object` + `iter_bytes`
+  (ranged GETs pinned with If-Match, overlapped by `read_in_order`) feeding
+  `PieceHasher(workers=N)`, then `build_torrent`;
+- mktorrent `-t 2` and libtorrent (the venv wheel) v1 and hybrid, reading the file from
+  the page cache;
+- the raw hashlib limit: SHA-1 and SHA-256 over the same bytes (mmap'd, already in
+  memory) on all cores with threads;
+- peak RSS of every run, each measured in its own child process; and peak RSS again for
+  a small and a big object (default 100 MiB and 8 GiB) to show it is flat.
+Then the ratios to the targets of issue 3 (v1 <= 1.25 x mktorrent -t 2, hybrid <= 0.8 x
+libtorrent hybrid, peak RSS < 256 MiB at any size).
+
+Every timed run is a fresh child process; times are the best of --repeat runs (median in
+brackets). Our times start at HeadObject and end with the torrent built: the boto3 client
+is created before the clock starts, as a warm Lambda reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "lambda_src"))
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+BUCKET = "bench"
+TARGET_V1 = 1.25  # x mktorrent -t 2
+TARGET_HYBRID = 0.8  # x libtorrent hybrid
+TARGET_RSS = 256 * MiB
+
+_UNITS = {"": 1, "b": 1, "k": KiB, "kib": KiB, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB}
+
+
+def parse_size(text: str) -> int:
+    """'2GiB', '100MiB', '256KiB', '8g', '0' -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 2GiB, 100MiB, 256KiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def compact(size: int) -> str:
+    """2147483648 -> '2GiB' (exact multiples only), else the byte count."""
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+def human(size: float) -> str:
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{int(size)} B"
+
+
+# --- test data ---------------------------------------------------------------------------
+
+
+def ensure_object(folder: Path, size: int) -> Path:
+    """A file of `size` pseudo-random bytes, generated once and reused by later runs.
+
+    64 MiB of os.urandom, each further block rotated by a different offset: every piece
+    differs (so no hash is computed twice by accident) and an 8 GiB file writes at disk
+    speed instead of waiting on a random generator (randbytes does ~130 MB/s here).
+    """
+    path = folder / BUCKET / f"obj-{compact(size)}.bin"
+    if path.exists() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = 64 * MiB
+    base = os.urandom(block)
+    tmp = path.with_suffix(".part")
+    print(f"generating {human(size)} of test data in {path} …", file=sys.stderr, flush=True)
+    with tmp.open("wb") as out:
+        written, index = 0, 0
+        while written < size:
+            shift = (index * 4099) % block
+            chunk = base[shift:] + base[:shift]
+            take = min(block, size - written)
+            out.write(memoryview(chunk)[:take])
+            written += take
+            index += 1
+    tmp.replace(path)
+    return path
+
+
+def warm_page_cache(path: Path) -> None:
+    """Read the file once so every tool starts from the page cache (as the issue specifies)."""
+    buffer = memoryview(bytearray(8 * MiB))
+    with path.open("rb", buffering=0) as handle:
+        while handle.readinto(buffer):
+            pass
+
+
+# --- child processes -----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss: int  # bytes, of that child process alone
+    cpu: float = 0.0  # user + system seconds of that process during the timed part
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# nginx ignores signatures: children sign with throwaway keys and never look for real ones.
+CHILD_ENV = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def run_child(argv: list[str], *, timeout: float = 900) -> Run:
+    """Run a Python child that prints one JSON object; its wall time and that object."""
+    began = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CHILD_ENV)
+    out, err = b"", b""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    # communicate() reaped it; Popen keeps no rusage, so children report VmHWM themselves
+    # and plain tools are run through `measure_tool` below.
+    elapsed = time.perf_counter() - began
+    if process.returncode:
+        raise RuntimeError(f"{argv[0]} failed ({process.returncode}): {err.decode()[-2000:]}")
+    return Run(elapsed, 0, extra=json.loads(out) if out.strip().startswith(b"{") else {})
+
+
+def measure_tool(argv: list[str]) -> Run:
+    """Wall time and peak RSS of an external tool, from wait4's rusage for exactly that pid."""
+    # stderr to a file, not a pipe: nothing reads a pipe while wait4 blocks.
+    with tempfile.TemporaryFile() as errors:
+        began = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - began
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{argv[0]} failed ({process.returncode}): {message}")
+    return Run(elapsed, usage.ru_maxrss * KiB, usage.ru_utime + usage.ru_stime)
+
+
+def python_child(job: dict[str, Any]) -> Run:
+    run = run_child([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)])
+    extra = run.extra
+    return Run(float(extra["seconds"]), int(extra["peak_rss"]), float(extra.get("cpu", 0)), extra)
+
+
+def cpu_since(before: os.times_result) -> float:
+    """User + system seconds of this process (all its threads) since `before`."""
+    now = os.times()
+    return (now.user - before.user) + (now.system - before.system)
+
+
+def vm_hwm() -> int:
+    """Peak resident set size of this process so far, in bytes (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * KiB
+    return 0
+
+
+def child_ours(job: dict[str, Any]) -> dict[str, Any]:
+    """Our production path, timed from HeadObject to the built torrent."""
+    from s3torrent.hashing import MetaVersion, PieceHasher
+    from s3torrent.metainfo import TorrentOptions, build_torrent, torrent_name_for_key
+    from s3torrent.model import ObjectRef, TransferCounters
+
+    if job.get("what_if"):
+        from _whatif import PreadObjects, RawRangeObjects
+
+        from s3torrent.ranged_reader import ReaderConfig
+
+        reader = ReaderConfig(part_size=job["part_size"], window=job["window"])
+        if job["what_if"] == "urllib3":
+            objects: Any = RawRangeObjects(job["endpoint"], reader=reader)
+        else:
+            objects = PreadObjects(Path(job["folder"]), reader=reader)
+    else:
+        objects = make_objects(job["endpoint"], job["part_size"], job["window"])
+    if job.get("gc_freeze"):
+        # What a Lambda handler can do at the end of its init: park every object created
+        # so far (boto3's models: ~hundreds of thousands) where the cyclic GC never walks.
+        import gc
+
+        gc.freeze()
+    meta = MetaVersion(job["meta"])
+    ref = ObjectRef(BUCKET, job["key"])
+    times0 = os.times()
+    began = time.perf_counter()
+    info = objects.head_object(ref)
+    counters = TransferCounters()
+    with PieceHasher(job["piece_length"], meta, workers=job["workers"]) as hasher:
+        for chunk in objects.iter_bytes(info, counters):
+            hasher.update(chunk)
+        hashes = hasher.finish()
+    options = TorrentOptions(
+        meta_version=meta,
+        piece_length=job["piece_length"],
+        created_by=None,
+        creation_date=None,
+    )
+    torrent = build_torrent(torrent_name_for_key(ref.key), hashes, options)
+    seconds = time.perf_counter() - began
+    return {
+        "seconds": seconds,
+        "peak_rss": vm_hwm(),
+        "bytes": info.size,
+        "info_hash_v1": torrent.info_hash_v1,
+        "info_hash_v2": torrent.info_hash_v2,
+        "v1_pieces": hashes.v1_pieces.hex()
+        if job.get("want_pieces") and hashes.v1_pieces
+        else None,
+        "get_requests": counters.get_requests,
+        "retries": counters.retries,
+        "bytes_read": counters.bytes_read,
+        "cpu": cpu_since(times0),
+        "adapter": f"{type(objects).__module__}.{type(objects).__qualname__}",
+    }
+
+
+def make_objects(endpoint: str, part_size: int, window: int) -> Any:
+    """The S3 adapter exactly as production builds it: wiring.build_objects(settings)."""
+    from s3torrent.settings import Settings
+    from s3torrent.wiring import build_objects
+
+    settings = Settings(endpoint_url=endpoint, read_part_bytes=part_size, read_window=window)
+    return build_objects(settings)
+
+
+def child_libtorrent(job: dict[str, Any]) -> dict[str, Any]:
+    import libtorrent as lt
+
+    path = Path(job["path"])
+    times0 = os.times()
+    began = time.perf_counter()
+    storage = lt.file_storage()
+    lt.add_files(storage, str(path))
+    flags = lt.create_torrent.v1_only if job["meta"] == "1" else 0
+    creator = lt.create_torrent(storage, job["piece_length"], flags)
+    lt.set_piece_hashes(creator, str(path.parent))
+    data = lt.bencode(creator.generate())
+    seconds = time.perf_counter() - began
+    hashes = lt.torrent_info(data).info_hashes()
+    return {
+        "seconds": seconds,
+        "peak_rss": vm_hwm(),
+        "cpu": cpu_since(times0),
+        "info_hash_v1": str(hashes.v1) if hashes.has_v1() else None,
+        "info_hash_v2": str(hashes.v2) if hashes.has_v2() else None,
+        "version": lt.__version__,
+    }
+
+
+def child_hashlib(job: dict[str, Any]) -> dict[str, Any]:
+    """SHA-1 per piece and/or SHA-256 per 16 KiB block over an mmap, one thread per core."""
+    import hashlib
+    import mmap
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = Path(job["path"])
+    piece, threads, kind = job["piece_length"], job["threads"], job["kind"]
+    with path.open("rb") as handle:
+        # MAP_POPULATE maps every page before the clock starts: we time hashing, not faults.
+        mapped = mmap.mmap(
+            handle.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ
+        )
+    view = memoryview(mapped)
+    size = len(view)
+    pieces = -(-size // piece)
+    sha1, sha256, block = hashlib.sha1, hashlib.sha256, 16 * KiB
+
+    def work(first: int, last: int) -> None:
+        for index in range(first, last):
+            data = view[index * piece : (index + 1) * piece]
+            if kind in ("sha1", "both"):
+                sha1(data).digest()
+            if kind in ("sha256", "both"):
+                for offset in range(0, len(data), block):
+                    sha256(data[offset : offset + block]).digest()
+            data.release()
+
+    bounds = [pieces * i // threads for i in range(threads + 1)]
+    times0 = os.times()
+    began = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, a, b) for a, b in itertools.pairwise(bounds)]:
+            future.result()
+    seconds = time.perf_counter() - began
+    cpu = cpu_since(times0)
+    view.release()
+    mapped.close()
+    return {"seconds": seconds, "peak_rss": vm_hwm(), "cpu": cpu}
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    size: int
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def best(self) -> Run:
+        return min(self.runs, key=lambda run: run.seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(run.seconds for run in self.runs)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(run.peak_rss for run in self.runs)
+
+
+@dataclass
+class Job:
+    row: Row
+    run: Callable[[], Run]
+
+
+def decode_pieces(torrent_file: Path) -> bytes:
+    from s3torrent.bencode import decode
+
+    top = decode(torrent_file.read_bytes())
+    assert isinstance(top, dict)
+    info = top[b"info"]
+    assert isinstance(info, dict)
+    pieces = info[b"pieces"]
+    assert isinstance(pieces, bytes)
+    return pieces
+
+
+def meta_label(meta: str) -> str:
+    return {"1": "v1", "2": "v2", "hybrid": "hybrid"}[meta]
+
+
+def wait_for_quiet(limit: float, most: float) -> float:
+    """Wait up to `most` seconds for the 1-minute load average to drop under `limit`."""
+    deadline = time.monotonic() + most
+    load = os.getloadavg()[0]
+    while load > limit and time.monotonic() < deadline:
+        time.sleep(5)
+        load = os.getloadavg()[0]
+    return load
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from s3torrent.hashing import default_workers
+    from s3torrent.settings import Settings
+
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        description="Hash one object over HTTP like production does, next to mktorrent,"
+        " libtorrent and the raw hashlib limit (see the module docstring)."
+    )
+    size = parse_size
+    parser.add_argument("--size", type=size, default=size("2GiB"), help="main object (2GiB)")
+    parser.add_argument("--big", type=size, default=size("8GiB"), help="RSS run; 0 skips (8GiB)")
+    parser.add_argument("--small", type=size, default=size("100MiB"), help="RSS run; 0 skips")
+    parser.add_argument("--piece-length", type=size, default=size("256KiB"))
+    parser.add_argument(
+        "--part-size", type=size, default=defaults.read_part_bytes, help="settings default"
+    )
+    parser.add_argument("--window", type=int, default=defaults.read_window, help="settings default")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.hash_workers or default_workers(),
+        help="hashing threads (settings default; 0 there means one per core)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; best and median shown")
+    parser.add_argument("--versions", default="1,2,hybrid", help="ours: meta versions to run")
+    parser.add_argument("--no-peers", action="store_true", help="only our runs")
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="ours: gc.freeze() after building the client"
+    )
+    parser.add_argument(
+        "--what-if", choices=["urllib3", "pread"], help="ours: not production; see _whatif.py"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to this long for the load average to drop under 0.5 per core",
+    )
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/s3torrent-bench"))
+    parser.add_argument("--clean", action="store_true", help="delete the generated files after")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        job = json.loads(args.child)
+        children = {"ours": child_ours, "libtorrent": child_libtorrent, "hashlib": child_hashlib}
+        print(json.dumps(children[job["kind_of_run"]](job)))
+        return 0
+
+    from nginx_s3 import NginxS3
+
+    cores = os.cpu_count() or 1
+    began = time.perf_counter()
+    main_path = ensure_object(args.dir, args.size)
+    others = [(n, ensure_object(args.dir, n)) for n in (args.small, args.big) if n]
+    load_before = wait_for_quiet(0.5 * cores, args.wait_quiet)
+    warm_page_cache(main_path)
+
+    with NginxS3(args.dir, workers=args.nginx_workers) as url:
+
+        def ours(path: Path, meta: str, want_pieces: bool = False) -> Run:
+            job = {
+                "kind_of_run": "ours",
+                "endpoint": url,
+                "key": path.name,
+                "meta": meta,
+                "piece_length": args.piece_length,
+                "part_size": args.part_size,
+                "window": args.window,
+                "workers": args.workers,
+                "want_pieces": want_pieces,
+                "gc_freeze": args.gc_freeze,
+                "what_if": args.what_if,
+                "folder": str(args.dir),
+            }
+            return python_child(job)
+
+        via = "(pread)" if args.what_if == "pread" else "(HTTP)"
+        jobs: list[Job] = []
+        for meta in [v.strip() for v in args.versions.split(",") if v.strip()]:
+            row = Row(f"ours-{meta}", f"ours {meta_label(meta)} {via}", args.size)
+            jobs.append(Job(row, lambda meta=meta: ours(main_path, meta, meta == "1")))
+        torrent_out = args.dir / "mktorrent.torrent"
+        if not args.no_peers:
+            jobs += peer_jobs(args, main_path, torrent_out, cores)
+        # Rounds, not one tool after another: a burst of load elsewhere on the machine then
+        # hits every tool alike and the ratios stay meaningful.
+        for _ in range(args.repeat):
+            for job in jobs:
+                job.row.runs.append(job.run())
+        rows = {job.row.key: job.row for job in jobs}
+
+        size_rows: list[Row] = []
+        for size, path in others:
+            warm_page_cache(path)
+            row = Row(f"rss-{size}", f"ours hybrid {via}, {human(size)}", size)
+            row.runs.append(ours(path, "hybrid"))
+            size_rows.append(row)
+        warm_page_cache(main_path)
+
+    checks = cross_checks(rows, torrent_out)
+    load_after = os.getloadavg()[0]
+    report(args, rows, size_rows, checks, cores, (load_before, load_after))
+    print(
+        f"(total {time.perf_counter() - began:.0f} s; test files kept in {args.dir / BUCKET},"
+        " --clean removes them)"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    row.key: {
+                        "label": row.label,
+                        "size": row.size,
+                        "best": row.best.seconds,
+                        "median": row.median,
+                        "peak_rss": row.peak_rss,
+                        "runs": [
+                            {"seconds": r.seconds, "peak_rss": r.peak_rss, "cpu": r.cpu}
+                            for r in row.runs
+                        ],
+                    }
+                    for row in [*rows.values(), *size_rows]
+                },
+                indent=2,
+            )
+        )
+    if args.clean:
+        shutil.rmtree(args.dir / BUCKET, ignore_errors=True)
+    return 0
+
+
+def peer_jobs(args: argparse.Namespace, path: Path, torrent_out: Path, cores: int) -> list[Job]:
+    jobs: list[Job] = []
+    if shutil.which("mktorrent"):
+        log2 = args.piece_length.bit_length() - 1
+
+        def mktorrent() -> Run:
+            torrent_out.unlink(missing_ok=True)
+            argv = ["mktorrent", "-t", "2", "-l", str(log2), "-d", "-o", str(torrent_out)]
+            return measure_tool([*argv, str(path)])
+
+        jobs.append(Job(Row("mktorrent", "mktorrent -t 2 v1 (page cache)", args.size), mktorrent))
+    version = lt_version()
+    for meta in ("1", "hybrid"):
+        job = {
+            "kind_of_run": "libtorrent",
+            "path": str(path),
+            "meta": meta,
+            "piece_length": args.piece_length,
+        }
+        label = f"libtorrent {version} {meta_label(meta)} (page cache)"
+        jobs.append(Job(Row(f"lt-{meta}", label, args.size), lambda job=job: python_child(job)))
+    for kind, label in (
+        ("sha1", "SHA-1 per piece"),
+        ("sha256", "SHA-256 per 16 KiB block"),
+        ("both", "SHA-1 + SHA-256"),
+    ):
+        job = {
+            "kind_of_run": "hashlib",
+            "path": str(path),
+            "kind": kind,
+            "piece_length": args.piece_length,
+            "threads": cores,
+        }
+        row = Row(f"hashlib-{kind}", f"hashlib {label}, {cores} threads", args.size)
+        jobs.append(Job(row, lambda job=job: python_child(job)))
+    return jobs
+
+
+def lt_version() -> str:
+    try:
+        import libtorrent as lt
+    except ImportError:
+        return "?"
+    return str(lt.__version__)
+
+
+def cross_checks(rows: dict[str, Row], torrent_out: Path) -> list[tuple[str, bool]]:
+    """Did everyone compute the same thing? (Otherwise the times compare nothing.)"""
+    checks: list[tuple[str, bool]] = []
+    ours_v1 = rows.get("ours-1")
+    if ours_v1 and "mktorrent" in rows and torrent_out.exists():
+        same = ours_v1.runs[0].extra.get("v1_pieces") == decode_pieces(torrent_out).hex()
+        checks.append(("our v1 piece hashes == mktorrent's", same))
+    for meta in ("1", "hybrid"):
+        mine, theirs = rows.get(f"ours-{meta}"), rows.get(f"lt-{meta}")
+        if not (mine and theirs):
+            continue
+        for key in ("info_hash_v1", "info_hash_v2"):
+            expected = theirs.runs[0].extra.get(key)
+            if expected:
+                same = all(run.extra.get(key) == expected for run in mine.runs)
+                checks.append((f"our {meta_label(meta)} {key} == libtorrent's", same))
+    return checks
+
+
+def report(
+    args: argparse.Namespace,
+    rows: dict[str, Row],
+    size_rows: list[Row],
+    checks: list[tuple[str, bool]],
+    cores: int,
+    loads: tuple[float, float],
+) -> None:
+    adapter = next(
+        (r.runs[0].extra["adapter"] for k, r in rows.items() if k.startswith("ours-")), "?"
+    )
+    print()
+    print(
+        f"s3torrent bench: {human(args.size)} object, {human(args.piece_length)} pieces,"
+        f" {cores} cores; best of {args.repeat} rounds [median]"
+    )
+    how = "with pread, no HTTP" if args.what_if == "pread" else "over HTTP from nginx on loopback"
+    print(
+        f"ours: {adapter}.iter_bytes, ranged reads {how}"
+        f" (part {human(args.part_size)} x window {args.window})"
+        f" -> PieceHasher(workers={args.workers}) -> build_torrent"
+    )
+    if args.gc_freeze or args.what_if:
+        print(f"NOT THE PRODUCTION PATH: gc_freeze={args.gc_freeze}, what_if={args.what_if}")
+    print(
+        "peers read the same file from the page cache, hashlib hashes it mmap'd (in memory);"
+        " CPU = user+sys of that process (ours excludes nginx's)"
+    )
+    print()
+    header = f"{'run':<48} {'time s':>6} {'[med]':>6} {'GB/s':>6} {'CPU s':>6} {'peak RSS':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in [*rows.values(), *size_rows]:
+        best = row.best
+        median = f"[{row.median:.2f}]" if len(row.runs) > 1 else ""
+        cpu = f"{best.cpu:.2f}" if best.cpu else ""
+        rate = row.size / best.seconds / 1e9
+        print(
+            f"{row.label:<48} {best.seconds:>6.2f} {median:>6} {rate:>6.2f}"
+            f" {cpu:>6} {row.peak_rss / MiB:>5.0f} MiB"
+        )
+    print()
+    verdicts: list[tuple[str, bool]] = []
+    if "ours-1" in rows and "mktorrent" in rows:
+        ratio = rows["ours-1"].best.seconds / rows["mktorrent"].best.seconds
+        verdicts.append(
+            (
+                f"v1: ours / mktorrent -t 2 = {ratio:.2f}x (target <= {TARGET_V1}x)",
+                ratio <= TARGET_V1,
+            )
+        )
+    if "ours-hybrid" in rows and "lt-hybrid" in rows:
+        ratio = rows["ours-hybrid"].best.seconds / rows["lt-hybrid"].best.seconds
+        verdicts.append(
+            (
+                f"hybrid: ours / libtorrent hybrid = {ratio:.2f}x (target <= {TARGET_HYBRID}x)",
+                ratio <= TARGET_HYBRID,
+            )
+        )
+    ours_rows = [r for k, r in rows.items() if k.startswith("ours-")] + size_rows
+    if ours_rows:
+        peak = max(r.peak_rss for r in ours_rows)
+        sizes = ", ".join(human(n) for n in sorted({r.size for r in ours_rows}))
+        verdicts.append(
+            (
+                f"peak RSS of our runs ({sizes}) = {peak / MiB:.0f} MiB"
+                f" (target < {TARGET_RSS // MiB} MiB)",
+                peak < TARGET_RSS,
+            )
+        )
+    for text, ok in verdicts:
+        print(f"  {'PASS' if ok else 'MISS'}  {text}")
+    for text, ok in checks:
+        print(f"  {'same' if ok else 'DIFF'}  {text}")
+    before, after = loads
+    if max(before, after) > 0.5 * cores:
+        print(
+            f"  NOTE  machine busy (load average {before:.1f} before, {after:.1f} after, on"
+            f" {cores} cores): times are pessimistic and noisy; rerun when quiet"
+            " (--wait-quiet 300)"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

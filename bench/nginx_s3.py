@@ -1,0 +1,164 @@
+"""A fast, read-only, path-style S3-compatible endpoint on loopback: nginx serving a folder.
+
+Why nginx and not moto's server: moto reads the whole object on every GET, so ranged GETs
+of a 2 GiB object crawl (NOTES.md). nginx serves ranges straight from the page cache with
+sendfile, which is what S3 looks like from a Lambda: the bottleneck is the client.
+
+What boto3 needs from it, and nginx gives on static files:
+- `HEAD /bucket/key` -> 200 with Content-Length, ETag ("<mtime hex>-<size hex>"), Last-Modified;
+- `GET /bucket/key` with `Range: bytes=a-b` -> 206 with exactly those bytes;
+- `If-Match: <etag>` -> served when it matches, 412 otherwise (nginx's not_modified filter);
+- errors as S3 XML, so botocore reports `NoSuchKey` / `PreconditionFailed` like S3 does.
+Only GET/HEAD are served; signatures are ignored (it is a loopback test endpoint).
+
+nginx runs as a child process (`daemon off`, one config and pid under a temp dir), so it
+dies with the benchmark and needs no root and no system config.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+_S3_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    "<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+)
+
+_CONFIG = """\
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    server_tokens off;
+    # sendfile: page cache -> socket inside the kernel, no user-space copy in nginx.
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    keepalive_timeout 120s;
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+        root {root};
+        location / {{
+            limit_except GET {{ deny all; }}
+            error_page 404 = @no_such_key;
+            error_page 412 = @precondition_failed;
+            error_page 403 405 = @access_denied;
+        }}
+        location @no_such_key {{
+            default_type application/xml;
+            return 404 '{no_such_key}';
+        }}
+        location @precondition_failed {{
+            default_type application/xml;
+            return 412 '{precondition_failed}';
+        }}
+        location @access_denied {{
+            default_type application/xml;
+            return 403 '{access_denied}';
+        }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NginxS3:
+    """`with NginxS3(root) as url:` serves `root/<bucket>/<key>` at `url/<bucket>/<key>`."""
+
+    def __init__(self, root: Path, *, workers: int = 1, port: int | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.workers = workers
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._tmp: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def config_text(self, tmp: Path) -> str:
+        return _CONFIG.format(
+            workers=self.workers,
+            tmp=tmp,
+            port=self.port,
+            root=self.root,
+            no_such_key=_S3_ERROR.format(
+                code="NoSuchKey", message="The specified key does not exist."
+            ),
+            precondition_failed=_S3_ERROR.format(
+                code="PreconditionFailed",
+                message="At least one of the pre-conditions you specified did not hold",
+            ),
+            access_denied=_S3_ERROR.format(code="AccessDenied", message="Access Denied"),
+        )
+
+    def start(self) -> str:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self._tmp = Path(tempfile.mkdtemp(prefix="s3torrent-nginx-", dir="/tmp"))
+        conf = self._tmp / "nginx.conf"
+        conf.write_text(self.config_text(self._tmp))
+        self._process = subprocess.Popen(
+            [nginx, "-p", str(self._tmp), "-c", str(conf), "-e", str(self._tmp / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = self._process.stderr.read().decode() if self._process.stderr else ""
+                log = (self._tmp / "error.log").read_text(errors="replace")
+                raise RuntimeError(f"nginx exited ({self._process.returncode}): {err}{log}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("HEAD", "/")
+                conn.getresponse().read()
+                conn.close()
+                return self.url
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not answer on {self.url}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            # SIGTERM is nginx's fast shutdown; its workers exit with the master.
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
