@@ -7,7 +7,7 @@ CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export POWERTOOLS_TRACE_DISABLED := true
 
-.PHONY: install run test lint typecheck synth deploy bench clean
+.PHONY: install system-packages run test lint synth deploy bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# mktorrent, aria2, nginx and Ceph's radosgw, which the tests drive (apt, when missing).
+system-packages:
+	bash .ci/system-packages
+
 run: install
 	$(BIN)/s3torrent serve
 
-test: install
+test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -28,8 +32,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-$(CDK): package.json
-	npm install --no-audit --no-fund --silent
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 	touch $(CDK)
 
 synth: install $(CDK)
@@ -39,7 +43,7 @@ synth: install $(CDK)
 deploy: install $(CDK)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy $(CDK_ARGS)
 
-bench: install
+bench: install system-packages
 	$(BIN)/python bench/bench_hashing.py $(BENCH_ARGS)
 
 clean:

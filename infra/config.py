@@ -284,7 +284,7 @@ def from_mapping(values: Mapping[str, Any]) -> DeploySettings:
     unknown = sorted(set(values) - runtime_fields - deploy_fields)
     if unknown:
         raise InvalidDeploySettings(
-            f"unknown s3torrent context keys: {', '.join(unknown)} (docs/deploy.md lists every key)"
+            f"unknown s3torrent context keys: {', '.join(unknown)} (the README lists every key)"
         )
     runtime = {k: v for k, v in values.items() if k in runtime_fields}
     deploy = {k: v for k, v in values.items() if k in deploy_fields}

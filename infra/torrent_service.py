@@ -219,7 +219,7 @@ class S3TorrentService(Construct):
         )
         environment = runtime.to_env()
         if self.config.endpoint_credentials_secret_arn:
-            # Read by the S3 client builder for endpoint_url stores (see docs/deploy.md).
+            # Read by the S3 client builder for endpoint_url stores (see the README).
             environment[ENDPOINT_CREDENTIALS_ENV] = self.config.endpoint_credentials_secret_arn
         return environment
 

@@ -128,7 +128,8 @@ def test_minimal_prefixes_drop_covered_ones() -> None:
 
 
 def test_every_context_key_is_documented_once_in_the_deploy_table() -> None:
-    doc = (ROOT / "docs" / "deploy.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    doc = readme.split("### Every context key", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows = re.findall(r"^\| `([a-z_:]+)` \|", doc, flags=re.MULTILINE)
     documented = [row for row in rows if row not in ("s3torrent", "s3torrent:defaults")]
     keys = (set(Settings.model_fields) | set(DeploySettings.model_fields)) - {
@@ -158,7 +159,7 @@ def test_context_from_a_json_file(tmp_path: Path) -> None:
 
 
 def test_the_deploy_docs_examples_are_valid_settings() -> None:
-    doc = (ROOT / "docs" / "deploy.md").read_text()
+    doc = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<<'JSON'\n(.*?)\nJSON\n", doc, flags=re.DOTALL)
     assert len(blocks) >= 2
     for block in blocks:

@@ -94,7 +94,7 @@ def test_backfill_makes_missing_then_costs_lists_only(
         assert lt.torrent_info(lt.bdecode(data)).total_size() == len(body)
     assert "outside.bin.torrent" not in stored
     assert first["requests"] == dict(sorted(counting.counts.items()))
-    # What docs/cli.md states per missing object under 8 MiB: HEAD, one ranged GET, HEAD
+    # What the README states per missing object under 8 MiB: HEAD, one ranged GET, HEAD
     # before the write, PUT, HEAD after it (plus the LIST).
     assert counting.counts == Counter(
         {"ListObjectsV2": 1, "HeadObject": 3 * 26, "GetObject": 26, "PutObject": 26}

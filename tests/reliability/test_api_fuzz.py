@@ -106,7 +106,7 @@ def fuzz(
             failures.append(f"{label} {mode.value}: {str(error)[:600]}")
         if mode is GenerationMode.POSITIVE:
             # Schema-valid input refused (4xx) means the document under-states a rule: noted
-            # (docs/reliability.md), not failed, since the API refuses it cleanly.
+            # (the README), not failed, since the API refuses it cleanly.
             try:
                 case.validate_response(response, checks=[positive_data_acceptance])
             except BaseExceptionGroup:

@@ -3,7 +3,7 @@
 Each case goes through the API Lambda behind the local API Gateway (HTTP, as a client sends
 it), and where it applies through the CLI and the worker too. S3 behaviours moto does not
 have (SSE-C objects, Requester Pays, the expected-bucket-owner check) are answered by the
-fault proxy the way S3 answers them. docs/reliability.md has the table, one row per case.
+fault proxy the way S3 answers them. The README has the table, one row per case.
 """
 
 from __future__ import annotations

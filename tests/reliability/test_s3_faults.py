@@ -155,7 +155,7 @@ def test_a_fault_that_never_clears_fails_clearly(
     assert torrent_keys(s3_client, bucket) == []
     gets = sum(1 for e in fault_proxy.policy.log if e.info.range)
     # The reader tries each range READER_ATTEMPTS times, WINDOW ranges at once; botocore may
-    # add one retry per attempt on the data client (see docs/reliability.md).
+    # add one retry per attempt on the data client (see the README).
     assert gets <= WINDOW * READER_ATTEMPTS * 2, gets
     # The other objects are unaffected by a fault on one key.
     assert service.make_torrent(ObjectRef(bucket, "a/b/mid.bin")).outcome is Outcome.CREATED

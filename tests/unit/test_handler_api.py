@@ -1,6 +1,6 @@
 """The API handler, driven with API Gateway REST proxy events from tests/events (moto in-process).
 
-Every error path is checked for its documented status and body (docs/api.md), and a table of
+Every error path is checked for its documented status and body (the README), and a table of
 nasty inputs must never produce a 5xx.
 """
 
@@ -275,7 +275,7 @@ def test_large_torrent_redirects_to_a_presigned_get(
     assert response["statusCode"] == 307
     location = header(response, "Location") or ""
     assert "/reports/Q1%202024%20summary.pdf.torrent?" in location, location
-    assert "Signature=" in location  # SigV4 once the client asks for s3v4 (see docs/api.md)
+    assert "Signature=" in location  # SigV4 once the client asks for s3v4 (see the README)
     assert stack.s3.head_object(Bucket=BUCKET, Key=KEY + ".torrent")
 
 

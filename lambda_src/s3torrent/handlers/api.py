@@ -1,6 +1,6 @@
 """The HTTP API behind API Gateway (REST, IAM auth): S3-compatible `?torrent` and a JSON API.
 
-Routes (docs/api.md has the full table of statuses and bodies):
+Routes (the README has the full table of statuses and bodies):
     GET  /{bucket}/{key+}?torrent     GetObjectTorrent: the torrent, or an S3-style XML error
     POST /torrents                    make one now (201/200) or queue it (202)
     GET  /torrents/{bucket}/{key+}    status, hashes and magnet link of a stored torrent
