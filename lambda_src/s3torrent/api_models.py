@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -11,6 +11,16 @@ from s3torrent.model import MAX_KEY_BYTES, TorrentResult
 MetaVersion = Literal["1", "2", "hybrid"]
 
 MAX_URLS = 32
+# Stated in the OpenAPI document too, so a client (or a fuzzer) knows a valid request from
+# the schema alone: the validators below say the same with a clear message.
+PIECE_LENGTHS = [1 << exponent for exponent in range(14, 31)]  # 16 KiB .. 1 GiB
+PieceLength = Annotated[
+    int, Field(ge=16384, le=1 << 30, json_schema_extra={"enum": list(PIECE_LENGTHS)})
+]
+TrackerUrl = Annotated[str, Field(pattern=r"^(https?|udp|wss)://\S+$", max_length=2048)]
+WebSeedTemplate = Annotated[
+    str, Field(pattern=r"^(https?://|\{endpoint\}|\{bucket_url\})\S*$", max_length=2048)
+]
 
 
 class _Strict(BaseModel):
@@ -23,13 +33,13 @@ class TorrentOptions(_Strict):
     meta_version: MetaVersion | None = Field(
         default=None, description="BitTorrent v1, v2 (BEP 52) or hybrid"
     )
-    piece_length: int | None = Field(
-        default=None, ge=16384, le=1 << 30, description="bytes, a power of two (default: auto)"
+    piece_length: PieceLength | None = Field(
+        default=None, description="bytes, a power of two (default: auto)"
     )
-    trackers: list[str] | None = Field(
+    trackers: list[TrackerUrl] | None = Field(
         default=None, max_length=MAX_URLS, description="announce URLs, one tier each (BEP 12)"
     )
-    web_seeds: list[str] | None = Field(
+    web_seeds: list[WebSeedTemplate] | None = Field(
         default=None,
         max_length=MAX_URLS,
         description="BEP 19 URL templates ({bucket_url}, {folder}, {key} ...)",
