@@ -17,7 +17,6 @@ import base64
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -26,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
+from s3torrent_local.background import BackgroundServer
 from s3torrent_local.lambda_context import ACCOUNT_ID, FakeLambdaContext, Handler
 
 log = logging.getLogger("s3torrent_local")
@@ -192,7 +192,7 @@ def response_parts(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, headers, body
 
 
-class ApiGateway:
+class ApiGateway(BackgroundServer):
     """The API handler behind a local HTTP server on loopback."""
 
     def __init__(
@@ -213,24 +213,7 @@ class ApiGateway:
         self.strip_stage = True
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
-        self._server = _Server((host, port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="api-gateway", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits forever on a server never started
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        super().__init__(_Server((host, port), self), name="api-gateway")
 
     def stage_less(self, raw_path: str) -> str:
         """The path as API Gateway hands it on: without a leading `/{stage}`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -13,6 +12,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from s3torrent_local.background import BackgroundServer
+
 
 class _QuietHandler(MotoRequestHandler):
     """moto's request handler without werkzeug's access log on stderr."""
@@ -21,7 +22,7 @@ class _QuietHandler(MotoRequestHandler):
         return None
 
 
-class EmbeddedMoto:
+class EmbeddedMoto(BackgroundServer):
     """The embedded S3-compatible endpoint (and SQS, DynamoDB) the local stack talks HTTP to."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -30,25 +31,9 @@ class EmbeddedMoto:
         listener = socket.create_server((host, port))
         try:
             app = DomainDispatcherApplication(create_backend_app)
-            self._server: BaseWSGIServer = make_server(
+            server: BaseWSGIServer = make_server(
                 host, port, app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
             )
         finally:
             listener.close()  # the server holds its own duplicate of the descriptor
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="moto-server", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits forever on a server never started
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        super().__init__(server, name="moto-server")
