@@ -72,6 +72,8 @@ class Settings(BaseModel):
     # Ranged reader: part size and parts in flight; hashing threads (0 = all cores).
     read_part_bytes: int = Field(default=16 * MiB, ge=64 * 1024)  # measured: see Performance
     read_window: int = Field(default=6, ge=1, le=64)
+    # A range with no answer for this long is abandoned and retried (its socket times out too).
+    read_stall_seconds: float = Field(default=30.0, gt=0, le=600)
     hash_workers: int = Field(default=0, ge=0, le=64)
     # Resources the functions talk to (set by the stack, or by the local stack):
     # the worker queue (S3 events and jobs), the backfill queue (starts and continuations)

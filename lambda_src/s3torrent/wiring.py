@@ -85,7 +85,11 @@ def endpoint_session(settings: Settings) -> Any:
 
 def reader_config(settings: Settings) -> ReaderConfig:
     """The ranged reader's part size and window from the settings."""
-    return ReaderConfig(part_size=settings.read_part_bytes, window=settings.read_window)
+    return ReaderConfig(
+        part_size=settings.read_part_bytes,
+        window=settings.read_window,
+        stall_timeout=settings.read_stall_seconds,
+    )
 
 
 def build_objects(
