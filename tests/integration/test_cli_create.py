@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import libtorrent as lt
 import pytest
+
+from references import libtorrent_hashes as reference_hashes
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,19 +39,6 @@ def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProce
 def keys_of(s3_client: Any, bucket: str) -> list[str]:
     pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-
-def reference_hashes(data: bytes, name: str, piece_length: int, version: str) -> tuple[str, str]:
-    """What libtorrent itself makes of these bytes (v1/v2 hex, zeros where absent)."""
-    flags = {"1": lt.create_torrent.v1_only, "2": lt.create_torrent.v2_only, "hybrid": 0}[version]
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / name).write_bytes(data)
-        files = lt.file_storage()
-        files.add_file(name, len(data))
-        creator = lt.create_torrent(files, piece_length, flags)
-        lt.set_piece_hashes(creator, folder)
-        hashes = lt.torrent_info(lt.bencode(creator.generate())).info_hashes()
-    return str(hashes.v1), str(hashes.v2)
 
 
 def loaded_hashes(data: bytes) -> tuple[str | None, str | None]:

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import libtorrent as lt
 import pytest
 
 from ports import free_port
+from references import libtorrent_hashes as reference_hashes
 from s3torrent.errors import NativeTorrentUnavailable
 from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectRef, Outcome
@@ -256,15 +256,3 @@ def test_cli_against_radosgw(rgw: Any, rgw_endpoint: str) -> None:
 
 def keys(rgw: Any) -> list[str]:
     return [item["Key"] for item in rgw.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-
-
-def reference_hashes(data: bytes, name: str, piece_length: int) -> tuple[str, str]:
-    """libtorrent's own hybrid info hashes for these bytes (the independent reference)."""
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / name).write_bytes(data)
-        files = lt.file_storage()
-        files.add_file(name, len(data))
-        creator = lt.create_torrent(files, piece_length, 0)
-        lt.set_piece_hashes(creator, folder)
-        hashes = lt.torrent_info(lt.bencode(creator.generate())).info_hashes()
-    return str(hashes.v1), str(hashes.v2)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import libtorrent as lt
 import pytest
 
+from references import libtorrent_hashes as reference_hashes
 from s3torrent.errors import TransientS3Error
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome, TransferCounters
 from s3torrent.s3 import S3Objects
@@ -32,18 +31,6 @@ def settings_for(bucket: str, endpoint: str, **values: Any) -> Settings:
     return Settings.from_mapping(
         {"buckets": [{"name": bucket}], "endpoint_url": endpoint, **values}
     )
-
-
-def reference_hashes(data: bytes, name: str, piece_length: int) -> tuple[str, str]:
-    """libtorrent's own hybrid info hashes for these bytes."""
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / name).write_bytes(data)
-        files = lt.file_storage()
-        files.add_file(name, len(data))
-        creator = lt.create_torrent(files, piece_length, 0)
-        lt.set_piece_hashes(creator, folder)
-        hashes = lt.torrent_info(lt.bencode(creator.generate())).info_hashes()
-    return str(hashes.v1), str(hashes.v2)
 
 
 def test_wiring_separates_control_retries_from_range_retries(moto_endpoint: str) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from faults.helpers import free_port
 from faults.proxy import FaultPolicy, FaultProxy
+from ports import free_port
 from s3torrent.settings import Settings
 
 

@@ -22,7 +22,8 @@ import pytest
 from botocore.config import Config
 
 from e2e.conftest import start_serve
-from faults.helpers import free_port, reference_hashes
+from faults.helpers import reference_hashes
+from ports import free_port
 from s3torrent.metainfo import read_torrent
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from references import boundary_sizes as sizes_for
 from s3torrent.bencode import decode, dict_spans
 from s3torrent.hashing import MetaVersion, hash_bytes
 from s3torrent.metainfo import Torrent, TorrentOptions, build_torrent, choose_piece_length
@@ -41,23 +42,6 @@ FLAGS = {
     MetaVersion.V2: lt.create_torrent.v2_only,
     MetaVersion.HYBRID: 0,
 }
-
-
-def sizes_for(piece_length: int) -> list[int]:
-    """Sizes around every boundary that matters: blocks, pieces, a few MiB."""
-    return sorted(
-        {
-            1,
-            16 * KIB - 1,
-            16 * KIB,
-            16 * KIB + 1,
-            piece_length - 1,
-            piece_length,
-            piece_length + 1,
-            2 * piece_length + 7,
-            3 * MIB + 12_345,
-        }
-    )
 
 
 CASES = [

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from references import boundary_sizes as sizes_for
 from s3torrent.bencode import decode, dict_spans
 from s3torrent.hashing import MetaVersion, hash_bytes
 from s3torrent.metainfo import TorrentOptions, build_torrent, read_torrent
@@ -24,22 +25,6 @@ from s3torrent.metainfo import TorrentOptions, build_torrent, read_torrent
 KIB = 1024
 MIB = 1024 * KIB
 PIECE_LENGTHS = (32 * KIB, 256 * KIB, 1 * MIB)  # mktorrent: no pieces under 32 KiB
-
-
-def sizes_for(piece_length: int) -> list[int]:
-    return sorted(
-        {
-            1,
-            16 * KIB - 1,
-            16 * KIB,
-            16 * KIB + 1,
-            piece_length - 1,
-            piece_length,
-            piece_length + 1,
-            2 * piece_length + 7,
-            3 * MIB + 12_345,
-        }
-    )
 
 
 CASES = [

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
-import libtorrent as lt
 import pytest
 from moto import mock_aws
 
+from references import libtorrent_hashes
 from s3torrent.errors import InvalidInput, ObjectNotFound
 from s3torrent.hashing import MetaVersion
 from s3torrent.metainfo import read_torrent
@@ -57,20 +55,6 @@ class Calls:
 def service_for(client: Any, objects: S3Objects | None = None, **values: Any) -> TorrentService:
     settings = Settings.from_mapping({"buckets": [{"name": BUCKET}], **values})
     return TorrentService(settings, objects or S3Objects(client, reader=SMALL_READS))
-
-
-def libtorrent_hashes(data: bytes, name: str, piece_length: int, version: str) -> tuple[str, str]:
-    """Info hashes libtorrent itself computes for `data` (the independent reference)."""
-    flags = {"1": lt.create_torrent.v1_only, "2": lt.create_torrent.v2_only, "hybrid": 0}[version]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        path.write_bytes(data)
-        files = lt.file_storage()
-        files.add_file(name, len(data))
-        creator = lt.create_torrent(files, piece_length, flags)
-        lt.set_piece_hashes(creator, folder)
-        hashes = lt.torrent_info(lt.bencode(creator.generate())).info_hashes()
-    return str(hashes.v1), str(hashes.v2)
 
 
 @pytest.mark.parametrize("version", ["1", "2", "hybrid"])
