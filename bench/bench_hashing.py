@@ -2,10 +2,10 @@
 
 One run prints, side by side, for the same bytes (a generated file under /tmp, never stored
 in the repo):
-- ours: v1, v2 and hybrid through the production path — a boto3 client on a loopback
-  S3-compatible endpoint (nginx, see nginx_s3.py), `S3Objects.head_object` + `iter_bytes`
-  (ranged GETs pinned with If-Match, overlapped by `read_in_order`) feeding
-  `PieceHasher(workers=N)`, then `build_torrent`;
+- ours: v1, v2 and hybrid through the production path, `wiring.build_service(settings)` on
+  a loopback S3-compatible endpoint (nginx, see nginx_s3.py): `S3Objects.head_object`, then
+  `TorrentService.hash_object` (parallel ranged GETs pinned with If-Match, each reading
+  thread hashing what it reads: ranged_reader.read_parts), then `build_torrent`;
 - mktorrent `-t 2` and libtorrent (the venv wheel) v1 and hybrid, reading the file from
   the page cache;
 - the raw hashlib limit: SHA-1 and SHA-256 over the same bytes (mmap'd, already in
@@ -190,22 +190,12 @@ def vm_hwm() -> int:
 
 def child_ours(job: dict[str, Any]) -> dict[str, Any]:
     """Our production path, timed from HeadObject to the built torrent."""
-    from s3torrent.hashing import MetaVersion, PieceHasher
+    from s3torrent.hashing import MetaVersion
     from s3torrent.metainfo import TorrentOptions, build_torrent, torrent_name_for_key
     from s3torrent.model import ObjectRef, TransferCounters
 
-    if job.get("what_if"):
-        from _whatif import PreadObjects, RawRangeObjects
-
-        from s3torrent.ranged_reader import ReaderConfig
-
-        reader = ReaderConfig(part_size=job["part_size"], window=job["window"])
-        if job["what_if"] == "urllib3":
-            objects: Any = RawRangeObjects(job["endpoint"], reader=reader)
-        else:
-            objects = PreadObjects(Path(job["folder"]), reader=reader)
-    else:
-        objects = make_objects(job["endpoint"], job["part_size"], job["window"])
+    service = make_service(job["endpoint"], job["part_size"], job["window"], job["transport"])
+    objects = service.objects
     if job.get("gc_freeze"):
         # What a Lambda handler can do at the end of its init: park every object created
         # so far (boto3's models: ~hundreds of thousands) where the cyclic GC never walks.
@@ -218,10 +208,7 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
     began = time.perf_counter()
     info = objects.head_object(ref)
     counters = TransferCounters()
-    with PieceHasher(job["piece_length"], meta, workers=job["workers"]) as hasher:
-        for chunk in objects.iter_bytes(info, counters):
-            hasher.update(chunk)
-        hashes = hasher.finish()
+    hashes = service.hash_object(info, job["piece_length"], meta, counters)
     options = TorrentOptions(
         meta_version=meta,
         piece_length=job["piece_length"],
@@ -243,17 +230,22 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
         "retries": counters.retries,
         "bytes_read": counters.bytes_read,
         "cpu": cpu_since(times0),
-        "adapter": f"{type(objects).__module__}.{type(objects).__qualname__}",
+        "transport": type(objects.range_source(info)).__name__,
     }
 
 
-def make_objects(endpoint: str, part_size: int, window: int) -> Any:
-    """The S3 adapter exactly as production builds it: wiring.build_objects(settings)."""
+def make_service(endpoint: str, part_size: int, window: int, transport: str) -> Any:
+    """The service exactly as production builds it: wiring.build_service(settings)."""
     from s3torrent.settings import Settings
-    from s3torrent.wiring import build_objects
+    from s3torrent.wiring import build_service
 
-    settings = Settings(endpoint_url=endpoint, read_part_bytes=part_size, read_window=window)
-    return build_objects(settings)
+    settings = Settings(
+        endpoint_url=endpoint,
+        read_part_bytes=part_size,
+        read_window=window,
+        read_transport=transport,
+    )
+    return build_service(settings)
 
 
 def child_libtorrent(job: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +369,6 @@ def wait_for_quiet(limit: float, most: float) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from s3torrent.hashing import default_workers
     from s3torrent.settings import Settings
 
     defaults = Settings()
@@ -395,10 +386,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--window", type=int, default=defaults.read_window, help="settings default")
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.hash_workers or default_workers(),
-        help="hashing threads (settings default; 0 there means one per core)",
+        "--transport",
+        default=defaults.read_transport,
+        choices=["direct", "sdk"],
+        help="how ranges are read (settings default: direct)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; best and median shown")
     parser.add_argument("--versions", default="1,2,hybrid", help="ours: meta versions to run")
@@ -406,9 +397,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument(
         "--gc-freeze", action="store_true", help="ours: gc.freeze() after building the client"
-    )
-    parser.add_argument(
-        "--what-if", choices=["urllib3", "pread"], help="ours: not production; see _whatif.py"
     )
     parser.add_argument(
         "--wait-quiet",
@@ -452,15 +440,14 @@ def main(argv: list[str] | None = None) -> int:
                 "piece_length": args.piece_length,
                 "part_size": args.part_size,
                 "window": args.window,
-                "workers": args.workers,
+                "transport": args.transport,
                 "want_pieces": want_pieces,
                 "gc_freeze": args.gc_freeze,
-                "what_if": args.what_if,
                 "folder": str(args.dir),
             }
             return python_child(job)
 
-        via = "(pread)" if args.what_if == "pread" else "(HTTP)"
+        via = f"({args.transport})"
         jobs: list[Job] = []
         for meta in [v.strip() for v in args.versions.split(",") if v.strip()]:
             row = Row(f"ours-{meta}", f"ours {meta_label(meta)} {via}", args.size)
@@ -588,22 +575,21 @@ def report(
     cores: int,
     loads: tuple[float, float],
 ) -> None:
-    adapter = next(
-        (r.runs[0].extra["adapter"] for k, r in rows.items() if k.startswith("ours-")), "?"
+    transport = next(
+        (r.runs[0].extra["transport"] for k, r in rows.items() if k.startswith("ours-")), "?"
     )
     print()
     print(
         f"s3torrent bench: {human(args.size)} object, {human(args.piece_length)} pieces,"
         f" {cores} cores; best of {args.repeat} rounds [median]"
     )
-    how = "with pread, no HTTP" if args.what_if == "pread" else "over HTTP from nginx on loopback"
     print(
-        f"ours: {adapter}.iter_bytes, ranged reads {how}"
-        f" (part {human(args.part_size)} x window {args.window})"
-        f" -> PieceHasher(workers={args.workers}) -> build_torrent"
+        f"ours: build_service -> head_object -> hash_object over HTTP from nginx on loopback:"
+        f" {transport}, {args.window} connections, {human(args.part_size)} per GET,"
+        " each thread hashing what it reads -> build_torrent"
     )
-    if args.gc_freeze or args.what_if:
-        print(f"NOT THE PRODUCTION PATH: gc_freeze={args.gc_freeze}, what_if={args.what_if}")
+    if args.gc_freeze:
+        print("NOT THE PRODUCTION PATH: gc_freeze")
     print(
         "peers read the same file from the page cache, hashlib hashes it mmap'd (in memory);"
         " CPU = user+sys of that process (ours excludes nginx's)"

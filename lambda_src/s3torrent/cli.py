@@ -579,9 +579,6 @@ def run_backfill(
 def cmd_backfill(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     bucket, prefix = parse_s3_uri(args.uri, key_required=False)
     settings = settings_from_args(args, bucket, prefix)
-    # Parallelism across objects: each job hashes on its share of the cores.
-    cores = os.cpu_count() or 1
-    settings = settings.model_copy(update={"hash_workers": max(1, cores // args.jobs)})
     service = _service(settings, concurrency=args.jobs)
     counter = RequestCounter()
     counter.attach(service.objects.client)

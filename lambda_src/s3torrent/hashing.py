@@ -1,21 +1,21 @@
-"""Piece hashes from a stream of bytes: BEP 3 (v1, SHA-1) and BEP 52 (v2, SHA-256 merkle).
+"""Piece hashes of one file: BEP 3 (v1, SHA-1 per piece) and BEP 52 (v2, SHA-256 merkle).
 
-The hasher is fed chunks of any size and never holds more than a bounded number of
-batches, whatever the object's size. With `workers > 1` whole pieces are hashed on a
-thread pool (hashlib releases the GIL on buffers over 2 KiB): a v1 piece and the 16 KiB
-blocks of a v2 piece depend on nothing else, so only the merkle layers above the pieces
-are assembled at the end.
+A v1 piece hash and the 16 KiB block hashes of a v2 piece depend on that piece's bytes
+only, so the object is hashed as independent *parts* (runs of whole pieces): each part is
+fed in order by whoever reads it, on any thread, and writes its piece hashes into slots
+indexed by piece number. Only the merkle layers above the pieces wait for the end. Nothing
+here is ever handed more than one chunk at a time, so memory does not grow with the file.
+hashlib releases the GIL on buffers over 2 KiB: parts fed from several threads hash on
+several cores.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
-from types import TracebackType
+from typing import Any
 
 from s3torrent.errors import InvalidPieceLength, InvalidTorrent
 
@@ -24,12 +24,6 @@ BLOCK_SIZE = 16 * 1024
 
 MIN_PIECE_LENGTH = 16 * 1024
 """BEP 52 requires pieces of at least one block; v1 clients accept the same floor."""
-
-BATCH_BYTES = 4 * 1024 * 1024
-"""Bytes of whole pieces per hashing task: large enough that thread hand-offs cost little."""
-
-_BORROW_MIN_BYTES = 1024 * 1024
-"""Whole pieces of an immutable chunk are hashed in place (no copy) from this size on."""
 
 _HASH_SIZE = 32
 
@@ -84,11 +78,6 @@ def validate_piece_length(piece_length: int) -> int:
     return piece_length
 
 
-def default_workers() -> int:
-    """Hashing threads to use by default: one per CPU."""
-    return os.cpu_count() or 1
-
-
 def _pad_hashes() -> tuple[bytes, ...]:
     # BEP 52: leaves past the end of the file are zero; a pad node at level k is the root
     # of a subtree of 2**k zero leaves.
@@ -118,204 +107,196 @@ def merkle_root(nodes: list[bytes], width: int, level: int = 0) -> bytes:
     return layer[0]
 
 
-@dataclass(frozen=True)
-class _SpanHashes:
-    v1: bytes
-    v2: bytes
-    tail_root: bytes | None  # merkle root of the span's last piece over its own blocks
+def _bytes_view(chunk: bytes | bytearray | memoryview) -> memoryview:
+    view = memoryview(chunk)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
 
 
-def _hash_span(view: memoryview, piece_length: int, v1: bool, v2: bool) -> _SpanHashes:
-    """Hash consecutive pieces; only the span's last piece may be short."""
-    sha1 = hashlib.sha1
-    sha256 = hashlib.sha256
-    piece_level = (piece_length // BLOCK_SIZE).bit_length() - 1
-    v1_out = bytearray()
-    v2_out = bytearray()
-    tail_root: bytes | None = None
-    for start in range(0, len(view), piece_length):
-        piece = view[start : start + piece_length]
-        if v1:
-            v1_out += sha1(piece, usedforsecurity=False).digest()
-        if v2:
-            leaves = [
-                sha256(piece[offset : offset + BLOCK_SIZE]).digest()
-                for offset in range(0, len(piece), BLOCK_SIZE)
-            ]
-            width = _next_pow2(len(leaves))
-            root = tail_root = merkle_root(leaves, width)
-            # A short last piece still stands for a full piece in the piece layer: its
-            # subtree is padded with zero leaves up to piece_length / 16 KiB (BEP 52).
-            for level in range(width.bit_length() - 1, piece_level):
-                root = sha256(root + _PAD[level]).digest()
-            v2_out += root
-    return _SpanHashes(bytes(v1_out), bytes(v2_out), tail_root)
+class PieceHashBuilder:
+    """The piece hashes of one file of `length` bytes, filled in part by part.
 
+    `part(start, stop)` hands out a `PartHasher` for the bytes [start, stop), where `start`
+    is a piece boundary and `stop` one too (or the end of the file). Parts may be fed on
+    different threads, in any order; each writes only its own pieces' slots. `finish()`
+    checks every piece was hashed and assembles the merkle layers above the pieces.
+    """
 
-class PieceHasher:
-    """Feed bytes in order with `update`, then `finish` for the piece hashes."""
-
-    def __init__(
-        self,
-        piece_length: int,
-        meta_version: MetaVersion,
-        *,
-        workers: int = 1,
-        batch_bytes: int = BATCH_BYTES,
-    ) -> None:
-        self._piece_length = validate_piece_length(piece_length)
-        self._meta_version = MetaVersion(meta_version)
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1: {workers}")
-        self._v1 = self._meta_version.has_v1
-        self._v2 = self._meta_version.has_v2
-        # A task is a whole number of pieces (at least one).
-        self._batch_bytes = piece_length * max(1, batch_bytes // piece_length)
-        self._borrow_min = max(piece_length, min(self._batch_bytes, _BORROW_MIN_BYTES))
-        self._pending = bytearray()
-        self._length = 0
-        self._v1_pieces = bytearray()
-        self._v2_layer = bytearray()
+    def __init__(self, length: int, piece_length: int, meta_version: MetaVersion) -> None:
+        self.piece_length = validate_piece_length(piece_length)
+        self.meta_version = MetaVersion(meta_version)
+        if length < 1:
+            raise InvalidTorrent("cannot make a torrent of 0 bytes: BitTorrent has no empty file")
+        self.length = length
+        self.num_pieces = -(-length // piece_length)
+        self.v1 = self.meta_version.has_v1
+        self.v2 = self.meta_version.has_v2
+        # The levels of the v2 tree: leaves are level 0, a full piece's root is piece_level.
+        self.piece_level = (piece_length // BLOCK_SIZE).bit_length() - 1
+        self._v1_slots = bytearray(20 * self.num_pieces if self.v1 else 0)
+        self._v2_slots = bytearray(_HASH_SIZE * self.num_pieces if self.v2 else 0)
         self._tail_root: bytes | None = None
-        self._finished = False
-        self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: deque[Future[_SpanHashes]] = deque()
-        # Memory stays bounded by workers x batch, not by the object's size.
-        self._max_in_flight = 2 * workers
-        if workers > 1:
-            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="s3torrent-hash")
+        # Slice assignment into distinct slots needs no lock; the count does (`+=`).
+        self._lock = threading.Lock()
+        self._pieces_done = 0
 
-    @property
-    def bytes_hashed(self) -> int:
-        """Bytes fed so far."""
-        return self._length
-
-    @property
-    def piece_length(self) -> int:
-        """The piece length being hashed with."""
-        return self._piece_length
-
-    def update(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Hash the next bytes; blocks while the thread pool has enough work queued."""
-        if self._finished:
-            raise ValueError("update() after finish()")
-        view = memoryview(chunk)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        size = len(view)
-        if not size:
-            return
-        self._length += size
-        piece_length = self._piece_length
-        # A task may run after update() returns: only immutable bytes can be lent to it.
-        # The serial path hashes before returning, so it can borrow anything.
-        can_borrow = self._executor is None or (view.readonly and isinstance(view.obj, bytes))
-        pos = 0
-        while pos < size:
-            pending = len(self._pending)
-            if pending % piece_length:
-                # Complete the piece that straddles two chunks (the only bytes copied
-                # when chunks are large).
-                take = min(size - pos, piece_length - pending % piece_length)
-            else:
-                whole = (size - pos) // piece_length * piece_length
-                if can_borrow and whole >= self._borrow_min:
-                    if pending:
-                        self._flush()
-                    end = pos + whole
-                    while pos < end:
-                        step = min(self._batch_bytes, end - pos)
-                        self._submit(view[pos : pos + step])
-                        pos += step
-                    continue
-                take = min(size - pos, self._batch_bytes - pending)
-            self._pending += view[pos : pos + take]
-            pos += take
-            if len(self._pending) >= self._batch_bytes:
-                self._flush()
+    def part(self, start: int, stop: int) -> PartHasher:
+        """A hasher for bytes [start, stop): whole pieces, the file's last one maybe short."""
+        if start % self.piece_length or not 0 <= start < stop <= self.length:
+            raise ValueError(f"not a run of whole pieces of this file: [{start}, {stop})")
+        if stop != self.length and stop % self.piece_length:
+            raise ValueError(f"a part must end on a piece boundary: {stop}")
+        return PartHasher(self, start, stop)
 
     def finish(self) -> PieceHashes:
-        """Hash what is left and return the piece hashes (BEP 3 / BEP 52)."""
-        if self._finished:
-            raise ValueError("finish() called twice")
-        try:
-            if self._pending:
-                self._flush()
-            while self._in_flight:
-                self._collect(self._in_flight.popleft().result())
-        finally:
-            self._finished = True
-            self.close()
-        if not self._length:
-            raise InvalidTorrent("cannot make a torrent of 0 bytes: BitTorrent has no empty file")
+        """The piece hashes, once every part has been fed all its bytes."""
+        with self._lock:
+            done = self._pieces_done
+        if done != self.num_pieces:
+            raise ValueError(f"{self.num_pieces - done} of {self.num_pieces} pieces not hashed")
         return PieceHashes(
-            length=self._length,
-            piece_length=self._piece_length,
-            meta_version=self._meta_version,
-            v1_pieces=bytes(self._v1_pieces) if self._v1 else None,
-            v2_pieces_root=self._v2_root() if self._v2 else None,
-            v2_piece_layer=(
-                bytes(self._v2_layer) if self._v2 and self._length > self._piece_length else None
-            ),
+            length=self.length,
+            piece_length=self.piece_length,
+            meta_version=self.meta_version,
+            v1_pieces=bytes(self._v1_slots) if self.v1 else None,
+            v2_pieces_root=self._v2_root() if self.v2 else None,
+            v2_piece_layer=(bytes(self._v2_slots) if self.v2 and self.num_pieces > 1 else None),
         )
 
-    def close(self) -> None:
-        """Stop the hashing threads (finish() does it; call it when abandoning a hasher)."""
-        for future in self._in_flight:
-            future.cancel()
-        self._in_flight.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-
-    def __enter__(self) -> PieceHasher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _v2_root(self) -> bytes:
-        layer = self._v2_layer
-        count = len(layer) // _HASH_SIZE
-        if count == 1:
+        if self.num_pieces == 1:
             # A file of one piece: its root is over its own blocks, padded to a power of
             # two of blocks, not to a whole piece (what libtorrent writes).
             assert self._tail_root is not None
             return self._tail_root
-        piece_level = (self._piece_length // BLOCK_SIZE).bit_length() - 1
-        nodes = [bytes(layer[i : i + _HASH_SIZE]) for i in range(0, len(layer), _HASH_SIZE)]
-        return merkle_root(nodes, _next_pow2(count), piece_level)
+        slots = self._v2_slots
+        nodes = [bytes(slots[i : i + _HASH_SIZE]) for i in range(0, len(slots), _HASH_SIZE)]
+        return merkle_root(nodes, _next_pow2(self.num_pieces), self.piece_level)
 
-    def _flush(self) -> None:
-        buffer, self._pending = self._pending, bytearray()
-        # The buffer is handed over whole; a fresh one takes the next bytes.
-        self._submit(memoryview(buffer))
+    def _piece_done(self, index: int, v1_digest: bytes | None, leaves: list[bytes]) -> None:
+        if v1_digest is not None:
+            self._v1_slots[index * 20 : index * 20 + 20] = v1_digest
+        if self.v2:
+            width = _next_pow2(len(leaves))
+            root = merkle_root(leaves, width)
+            if index == self.num_pieces - 1:
+                self._tail_root = root
+            # A short last piece still stands for a full piece in the piece layer: its
+            # subtree is padded with zero leaves up to piece_length / 16 KiB (BEP 52).
+            for level in range(width.bit_length() - 1, self.piece_level):
+                root = hashlib.sha256(root + _PAD[level]).digest()
+            self._v2_slots[index * _HASH_SIZE : (index + 1) * _HASH_SIZE] = root
+        with self._lock:
+            self._pieces_done += 1
 
-    def _submit(self, view: memoryview) -> None:
-        if self._executor is None:
-            self._collect(_hash_span(view, self._piece_length, self._v1, self._v2))
+
+class PartHasher:
+    """Hashes one part's bytes, fed in order by `write` in chunks of any size.
+
+    Whole pieces inside a chunk are hashed straight from the caller's buffer (no copy);
+    a piece split across chunks keeps a running SHA-1 and its finished 16 KiB leaves, and
+    only a 16 KiB block split across chunks is copied. Every byte is hashed before `write`
+    returns, so the caller may reuse its buffer at once.
+    """
+
+    __slots__ = ("_block", "_builder", "_in_piece", "_index", "_leaves", "_pos", "_sha1", "_stop")
+
+    def __init__(self, builder: PieceHashBuilder, start: int, stop: int) -> None:
+        self._builder = builder
+        self._pos = start  # offset in the file of the next byte
+        self._stop = stop
+        self._index = start // builder.piece_length  # the piece being hashed
+        self._in_piece = 0  # bytes of that piece seen so far
+        self._sha1: Any = None  # running SHA-1 of a piece split across chunks
+        self._leaves: list[bytes] = []
+        self._block = bytearray()  # a v2 block split across chunks
+
+    @property
+    def position(self) -> int:
+        """Offset in the file of the next byte this part expects."""
+        return self._pos
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Hash the part's next bytes (ValueError past the part's end)."""
+        view = _bytes_view(chunk)
+        size = len(view)
+        if self._pos + size > self._stop:
+            raise ValueError(
+                f"{self._pos + size - self._stop} bytes past the end of the part at {self._stop}"
+            )
+        builder = self._builder
+        piece_length = builder.piece_length
+        pos = 0
+        while pos < size:
+            piece_size = min(piece_length, builder.length - self._index * piece_length)
+            if not self._in_piece and size - pos >= piece_size:
+                self._whole_piece(view[pos : pos + piece_size])
+                pos += piece_size
+                continue
+            take = min(size - pos, piece_size - self._in_piece)
+            self._piece_bytes(view[pos : pos + take])
+            pos += take
+            self._in_piece += take
+            if self._in_piece == piece_size:
+                self._end_split_piece()
+        self._pos += size
+
+    def _whole_piece(self, piece: memoryview) -> None:
+        builder = self._builder
+        v1_digest = hashlib.sha1(piece, usedforsecurity=False).digest() if builder.v1 else None
+        leaves: list[bytes] = []
+        if builder.v2:
+            sha256 = hashlib.sha256
+            leaves = [
+                sha256(piece[offset : offset + BLOCK_SIZE]).digest()
+                for offset in range(0, len(piece), BLOCK_SIZE)
+            ]
+        builder._piece_done(self._index, v1_digest, leaves)
+        self._index += 1
+
+    def _piece_bytes(self, data: memoryview) -> None:
+        builder = self._builder
+        if builder.v1:
+            if self._sha1 is None:
+                self._sha1 = hashlib.sha1(usedforsecurity=False)
+            self._sha1.update(data)
+        if not builder.v2:
             return
-        self._in_flight.append(
-            self._executor.submit(_hash_span, view, self._piece_length, self._v1, self._v2)
+        pos = 0
+        if self._block:
+            take = min(len(data), BLOCK_SIZE - len(self._block))
+            self._block += data[:take]
+            pos = take
+            if len(self._block) == BLOCK_SIZE:
+                self._leaves.append(hashlib.sha256(self._block).digest())
+                self._block = bytearray()
+        whole_end = pos + (len(data) - pos) // BLOCK_SIZE * BLOCK_SIZE
+        sha256 = hashlib.sha256
+        self._leaves.extend(
+            sha256(data[offset : offset + BLOCK_SIZE]).digest()
+            for offset in range(pos, whole_end, BLOCK_SIZE)
         )
-        while len(self._in_flight) > self._max_in_flight:
-            self._collect(self._in_flight.popleft().result())
+        if whole_end < len(data):
+            self._block += data[whole_end:]
 
-    def _collect(self, span: _SpanHashes) -> None:
-        self._v1_pieces += span.v1
-        self._v2_layer += span.v2
-        self._tail_root = span.tail_root
+    def _end_split_piece(self) -> None:
+        if self._block:  # the file's last block, shorter than 16 KiB
+            self._leaves.append(hashlib.sha256(self._block).digest())
+            self._block = bytearray()
+        v1_digest = self._sha1.digest() if self._sha1 is not None else None
+        self._builder._piece_done(self._index, v1_digest, self._leaves)
+        self._index += 1
+        self._in_piece = 0
+        self._sha1 = None
+        self._leaves = []
 
 
 def hash_bytes(
-    data: bytes, piece_length: int, meta_version: MetaVersion, *, workers: int = 1
+    data: bytes | bytearray | memoryview, piece_length: int, meta_version: MetaVersion
 ) -> PieceHashes:
-    """Piece hashes of `data` in memory."""
-    with PieceHasher(piece_length, meta_version, workers=workers) as hasher:
-        hasher.update(data)
-        return hasher.finish()
+    """Piece hashes of `data` in memory, as one part on this thread (the serial path)."""
+    view = _bytes_view(data)
+    builder = PieceHashBuilder(len(view), piece_length, meta_version)
+    builder.part(0, len(view)).write(view)
+    return builder.finish()

@@ -3,50 +3,36 @@
 Every call goes through `_call`, and every botocore failure through `translate_error`, so
 the rest of s3torrent sees domain errors (errors.py) and plain values (model.py) only.
 Reads of a source are ranged GETs pinned to the ETag seen by HeadObject (`If-Match`, and
-the version when there is one), overlapped by `ranged_reader.read_in_order`; every call
+the version when there is one), read in parallel by `ranged_reader.read_parts`; every call
 passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    IncompleteReadError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-    SSLError,
-)
-from botocore.parsers import ResponseParserError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from s3torrent.errors import (
-    AccessDenied,
     BucketNotFound,
     EndpointError,
-    InvalidInput,
     NativeTorrentUnavailable,
     ObjectChanged,
     ObjectNotFound,
-    S3TorrentError,
-    TransientS3Error,
     UnsupportedObject,
 )
 from s3torrent.metainfo import Torrent
-from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord, TransferCounters
-from s3torrent.ranged_reader import ReaderConfig, read_in_order
+from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord
+from s3torrent.ranged_reader import RangeSource, ReaderConfig
+from s3torrent.s3_direct import DirectRanges, HttpConnections, transport_error
+from s3torrent.s3_errors import is_retryable, translate_error
+
+__all__ = ["S3Objects", "is_retryable", "translate_error"]
 
 TORRENT_CONTENT_TYPE = "application/x-bittorrent"
 CREATED_BY = "s3torrent"
@@ -67,42 +53,6 @@ META_SOURCE = "torrent-source"  # "native" or "computed"
 MAX_NATIVE_TORRENT_BYTES = 64 * 1024 * 1024
 _NATIVE_PROBE_BYTES = 64 * 1024
 
-_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
-_DENIED = frozenset(
-    {
-        "AccessDenied",
-        "403",
-        "Forbidden",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",
-        "AccountProblem",
-        "InvalidObjectOwner",
-    }
-)
-_CHANGED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-_TRANSIENT = frozenset(
-    {
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequests",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "ExpiredToken",
-        "RequestExpired",
-        "RequestTimeTooSkewed",
-        "TokenRefreshRequired",
-        "OperationAborted",
-        "429",
-    }
-)
 # What a store that does not serve GetObjectTorrent answers (radosgw: 400 InvalidArgument
 # for multipart objects; others 501 / 405 / 400).
 _NO_NATIVE = frozenset(
@@ -117,96 +67,6 @@ _NO_NATIVE = frozenset(
         "UnsupportedOperation",
     }
 )
-_TRANSIENT_EXCEPTIONS = (
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    ConnectionClosedError,
-    ResponseStreamingError,
-    IncompleteReadError,
-)
-
-
-def translate_error(
-    error: BaseException, *, bucket: str, key: str = "", operation: str = ""
-) -> BaseException:
-    """The domain error for a botocore failure (the one place ClientError codes are read).
-
-    Anything unexpected is returned unchanged, so it propagates as it is.
-    """
-    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
-    doing = f"{operation} {where}" if operation else where
-    if isinstance(error, S3TorrentError):
-        return error
-    if isinstance(error, ClientError):
-        return _translate_client_error(error, bucket=bucket, key=key, doing=doing)
-    if isinstance(error, _TRANSIENT_EXCEPTIONS):
-        return TransientS3Error(f"{doing}: {error}")
-    if isinstance(error, SSLError):
-        return EndpointError(f"{doing}: TLS failed: {error}")
-    if isinstance(error, ResponseParserError):
-        return EndpointError(f"{doing}: the endpoint's answer is not an S3 response")
-    if isinstance(error, NoCredentialsError | PartialCredentialsError):
-        return AccessDenied(f"{doing}: no usable AWS credentials: {error}")
-    if isinstance(error, ParamValidationError):
-        return InvalidInput(f"{doing}: {error}")
-    if isinstance(error, BotoCoreError):
-        return TransientS3Error(f"{doing}: {error}")
-    return error
-
-
-def _translate_client_error(
-    error: ClientError, *, bucket: str, key: str, doing: str
-) -> S3TorrentError:
-    details = error.response.get("Error", {})
-    code = str(details.get("Code") or "")
-    message = str(details.get("Message") or "").strip()
-    meta = error.response.get("ResponseMetadata", {})
-    status = int(meta.get("HTTPStatusCode") or 0)
-    headers: Mapping[str, str] = meta.get("HTTPHeaders") or {}
-    said = f"{code}: {message}" if message and message != code else code or str(status)
-    if _looks_like_not_s3(code, headers):
-        kind = headers.get("content-type", "no content type")
-        server = headers.get("server")
-        return EndpointError(
-            f"{doing}: the endpoint does not answer like S3 (HTTP {status}, {kind}"
-            f"{', server ' + server if server else ''})"
-        )
-    # Codes first (S3 answers InvalidObjectState with 403, RequestTimeout with 400), then
-    # the status alone for answers without an error document (HEAD).
-    if code == "NoSuchBucket":
-        return BucketNotFound(f"{doing}: bucket {bucket!r} does not exist")
-    if code == "InvalidObjectState":
-        return UnsupportedObject(bucket, key, SkipReason.ARCHIVED)
-    if code in _TRANSIENT:
-        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
-    if code in _NOT_FOUND or status == 404:
-        return ObjectNotFound(f"{doing}: no such object ({said})")
-    if code in _DENIED or status == 403:
-        return AccessDenied(f"{doing}: access denied ({said})")
-    if code in _CHANGED or status == 412:
-        return ObjectChanged(f"{doing}: the object changed while it was being read ({said})")
-    if status >= 500 or status == 429:
-        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
-    if code == "PermanentRedirect" or status in (301, 307):
-        return EndpointError(f"{doing}: the bucket lives in another region or endpoint ({said})")
-    return InvalidInput(f"{doing}: S3 refused the request ({said}, HTTP {status})")
-
-
-def _looks_like_not_s3(code: str, headers: Mapping[str, str]) -> bool:
-    """True for an error answer no S3-compatible store would give.
-
-    botocore uses the bare status as the code when it finds no S3 error document (always
-    for HEAD). S3 and the stores that copy it mark every answer with an `x-amz*` request
-    id (x-amz-request-id, x-amzn-requestid) or at least answer XML; an HTML page with
-    neither comes from a web server, proxy or wrong port.
-    """
-    if not code.isdigit():
-        return False  # botocore parsed an S3 error document
-    if any(name.lower().startswith(("x-amz", "x-goog")) for name in headers):
-        return False
-    kind = headers.get("content-type", "").lower()
-    return "xml" not in kind
 
 
 def _parse_int(value: str | None) -> int | None:
@@ -257,16 +117,23 @@ class S3Objects:
     """S3 operations s3torrent needs, in domain terms.
 
     `client` serves the control calls (with botocore's own retries); `data_client`, when
-    given, serves the ranged GETs and should have botocore retries off, because
-    `read_in_order` retries each range itself (two layers would multiply attempts).
+    given, serves (or signs) the ranged GETs and should have botocore retries off, because
+    `read_parts` retries each range itself (two layers would multiply attempts).
+    `connections`, when given, carries the ranged GETs straight over HTTP (s3_direct.py).
     """
 
     def __init__(
-        self, client: Any, *, reader: ReaderConfig | None = None, data_client: Any | None = None
+        self,
+        client: Any,
+        *,
+        reader: ReaderConfig | None = None,
+        data_client: Any | None = None,
+        connections: HttpConnections | None = None,
     ) -> None:
         self.client = client
         self.data_client = data_client if data_client is not None else client
         self.reader = reader or ReaderConfig()
+        self.connections = connections
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -345,47 +212,70 @@ class S3Objects:
             pass  # the HEAD's own answer says enough
         return translate_error(error, bucket=ref.bucket, key=ref.key, operation="HeadObject")
 
+    def get_range(self, info: ObjectInfo, start: int, end: int) -> Any:
+        """GetObject of bytes start..end (inclusive) of exactly the object `info` describes.
+
+        Returns the botocore answer; its Body is the caller's to read and close.
+        """
+        ref = info.ref
+        params = self._object_params(info)
+        params["Range"] = f"bytes={start}-{end}"
+        try:
+            response = self.data_client.get_object(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise _read_error(error, ref) from error
+        length = int(response.get("ContentLength") or 0)
+        if length > end - start + 1:
+            # A short answer is retried by the reader; a long one will never get better.
+            response["Body"].close()
+            raise EndpointError(
+                f"GetObject {ref.uri}: the endpoint ignored the Range header"
+                f" ({length} bytes for bytes={start}-{end})"
+            )
+        return response
+
     def read_range(self, info: ObjectInfo, start: int, end: int) -> bytes:
         """Bytes start..end (inclusive) of exactly the object `info` describes."""
-        ref = info.ref
-        params = self._params(ref)
-        params["Range"] = f"bytes={start}-{end}"
+        body = self.get_range(info, start, end)["Body"]
+        try:
+            data: bytes = body.read()
+        except (ClientError, BotoCoreError) as error:
+            raise _read_error(error, info.ref) from error
+        finally:
+            body.close()
+        return data
+
+    def range_source(self, info: ObjectInfo) -> RangeSource:
+        """Ranged reads of exactly the object `info` describes, for `read_parts`.
+
+        Straight over HTTP on a presigned URL when this adapter was given `connections`,
+        else through botocore (see s3_direct.py for why and when).
+        """
+        if self.connections is None:
+            return SdkRanges(self, info)
+        params = self._object_params(info)
+        signed = {"If-Match": info.etag}
+        if "RequestPayer" in params:
+            signed["x-amz-request-payer"] = params["RequestPayer"]
+        if "ExpectedBucketOwner" in params:
+            signed["x-amz-expected-bucket-owner"] = params["ExpectedBucketOwner"]
+
+        def presign(expires_in: int) -> str:
+            url: str = self.data_client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_in
+            )
+            return url
+
+        return DirectRanges(
+            presign, signed, self.connections, bucket=info.ref.bucket, key=info.ref.key
+        )
+
+    def _object_params(self, info: ObjectInfo) -> dict[str, Any]:
+        params = self._params(info.ref)
         params["IfMatch"] = info.etag
         if info.version_id:
             params["VersionId"] = info.version_id
-        try:
-            response = self.data_client.get_object(**params)
-            body = response["Body"]
-            try:
-                # read() with no size: urllib3 hands back http.client's single buffer,
-                # bytes the hasher can borrow without another copy.
-                data: bytes = body.read()
-            finally:
-                body.close()
-        except (ClientError, BotoCoreError) as error:
-            domain = translate_error(error, bucket=ref.bucket, key=ref.key, operation="GetObject")
-            if isinstance(domain, ObjectNotFound):
-                # Deleted while we read it: the deletion's own event settles the torrent.
-                domain = ObjectChanged(f"GetObject {ref.uri}: deleted while being read")
-            raise domain from error
-        if len(data) > end - start + 1:
-            # A short answer is retried by the reader; a long one will never get better.
-            raise EndpointError(
-                f"GetObject {ref.uri}: the endpoint ignored the Range header"
-                f" ({len(data)} bytes for bytes={start}-{end})"
-            )
-        return data
-
-    def iter_bytes(self, info: ObjectInfo, counters: TransferCounters) -> Iterator[memoryview]:
-        """The object's bytes in order, by overlapped ranged GETs pinned to `info.etag`.
-
-        ObjectChanged when the object is overwritten or deleted mid-read (HTTP 412/404).
-        """
-
-        def fetch(start: int, end: int) -> bytes:
-            return self.read_range(info, start, end)
-
-        return read_in_order(fetch, info.size, self.reader, counters, is_retryable=is_retryable)
+        return params
 
     def get_object_torrent(self, ref: ObjectRef) -> bytes:
         """GetObjectTorrent (`GET /key?torrent`); NativeTorrentUnavailable when not served."""
@@ -611,11 +501,6 @@ class S3Objects:
         )
 
 
-def is_retryable(error: BaseException) -> bool:
-    """What `read_in_order` may retry: our transient errors (the fetch translated them)."""
-    return isinstance(error, S3TorrentError) and error.retryable
-
-
 _OPERATION_NAMES = {
     "head_object": "HeadObject",
     "get_object": "GetObject",
@@ -624,3 +509,42 @@ _OPERATION_NAMES = {
     "list_objects_v2": "ListObjectsV2",
     "get_object_torrent": "GetObjectTorrent",
 }
+
+
+def _read_error(error: BaseException, ref: ObjectRef) -> BaseException:
+    domain = translate_error(error, bucket=ref.bucket, key=ref.key, operation="GetObject")
+    if isinstance(domain, ObjectNotFound):
+        # Deleted while we read it: the deletion's own event settles the torrent.
+        return ObjectChanged(f"GetObject {ref.uri}: deleted while being read")
+    return domain
+
+
+class SdkRanges:
+    """A RangeSource through botocore: any client, moto's in-process mock included."""
+
+    def __init__(self, objects: S3Objects, info: ObjectInfo) -> None:
+        self._objects = objects
+        self._info = info
+
+    def open_range(self, start: int, end: int) -> _SdkBody:
+        return _SdkBody(self._objects.get_range(self._info, start, end)["Body"], self._info.ref)
+
+
+class _SdkBody:
+    __slots__ = ("_body", "_ref")
+
+    def __init__(self, body: Any, ref: ObjectRef) -> None:
+        self._body = body
+        self._ref = ref
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            count: int = self._body.readinto(buffer)
+        except (ClientError, BotoCoreError) as error:
+            raise _read_error(error, self._ref) from error
+        except OSError as error:
+            raise transport_error(f"GetObject {self._ref.uri}", error) from error
+        return count
+
+    def close(self) -> None:
+        self._body.close()

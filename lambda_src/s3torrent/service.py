@@ -35,7 +35,7 @@ from s3torrent.errors import (
     ObjectNotFound,
     UnsupportedObject,
 )
-from s3torrent.hashing import MetaVersion, PieceHasher, default_workers
+from s3torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes
 from s3torrent.magnet import magnet_link
 from s3torrent.metainfo import (
     Torrent,
@@ -56,7 +56,8 @@ from s3torrent.model import (
     TorrentResult,
     TransferCounters,
 )
-from s3torrent.s3 import S3Objects
+from s3torrent.ranged_reader import read_parts
+from s3torrent.s3 import S3Objects, is_retryable
 from s3torrent.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,6 @@ NATIVE_SAMPLE_PIECES = 16
 # An object rewritten while its torrent was being written is remade this many times at most
 # (each further change sends its own event anyway).
 MAX_REMAKES = 2
-
-# Below this, hashing threads cost more than they save.
-PARALLEL_HASH_MIN_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
@@ -421,28 +419,31 @@ class TorrentService:
         on_progress: Progress | None,
     ) -> Torrent:
         piece_length = options.piece_length or choose_piece_length(info.size)
-        workers = settings.hash_workers or default_workers()
-        if info.size < PARALLEL_HASH_MIN_BYTES:
-            workers = 1
-        done = 0
-        with PieceHasher(piece_length, options.meta_version, workers=workers) as hasher:
-            chunks = self.objects.iter_bytes(info, counters)
-            try:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    if on_progress is not None:
-                        on_progress(done, info.size)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-            hashes = hasher.finish()
-        if hashes.length != info.size:
-            raise ObjectChanged(
-                f"{info.ref.uri}: read {hashes.length} bytes, HeadObject said {info.size}"
-            )
+        hashes = self.hash_object(info, piece_length, options.meta_version, counters, on_progress)
         return build_torrent(name, hashes, replace(options, piece_length=piece_length))
+
+    def hash_object(
+        self,
+        info: ObjectInfo,
+        piece_length: int,
+        meta_version: MetaVersion,
+        counters: TransferCounters,
+        on_progress: Progress | None = None,
+    ) -> PieceHashes:
+        """Hash exactly the object `info` describes: parallel ranged GETs, each thread
+        hashing the parts it reads (ranged_reader.py)."""
+        builder = PieceHashBuilder(info.size, piece_length, meta_version)
+        read_parts(
+            self.objects.range_source(info),
+            info.size,
+            builder.part,
+            self.objects.reader,
+            counters,
+            align=piece_length,
+            is_retryable=is_retryable,
+            on_progress=on_progress,
+        )
+        return builder.finish()
 
     def _native(self, info: ObjectInfo, counters: TransferCounters) -> Torrent:
         """The store's own torrent, trusted only once it is checked against the object."""
@@ -480,16 +481,7 @@ class TorrentService:
     def _check_all_pieces(
         self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
     ) -> str | None:
-        with PieceHasher(torrent.piece_length, MetaVersion.V1) as hasher:
-            chunks = self.objects.iter_bytes(info, counters)
-            try:
-                for chunk in chunks:
-                    hasher.update(chunk)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-            pieces = hasher.finish().v1_pieces
+        pieces = self.hash_object(info, torrent.piece_length, MetaVersion.V1, counters).v1_pieces
         assert pieces is not None and torrent.v1_pieces is not None
         for index in range(torrent.num_pieces):
             span = slice(index * 20, index * 20 + 20)

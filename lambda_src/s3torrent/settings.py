@@ -69,12 +69,15 @@ class Settings(BaseModel):
     # the rest; the worker refuses objects over max_object_bytes (15 minutes of hashing).
     api_inline_max_bytes: int = Field(default=256 * MiB, ge=0)
     max_object_bytes: int = Field(default=1024 * GiB, gt=0)
-    # Ranged reader: part size and parts in flight; hashing threads (0 = all cores).
-    read_part_bytes: int = Field(default=16 * MiB, ge=64 * 1024)  # measured: see Performance
+    # Ranged reader: bytes per GET, and connections per object; each connection's thread
+    # hashes what it reads, so the window is also the hashing parallelism (see Performance).
+    read_part_bytes: int = Field(default=16 * MiB, ge=64 * 1024)
     read_window: int = Field(default=6, ge=1, le=64)
-    # A range with no answer for this long is abandoned and retried (its socket times out too).
+    # A socket silent for this long fails its attempt; the range is retried from there.
     read_stall_seconds: float = Field(default=30.0, gt=0, le=600)
-    hash_workers: int = Field(default=0, ge=0, le=64)
+    # How ranges are read: "direct" (http.client on a presigned URL: the fast path) or
+    # "sdk" (botocore per range: moto's in-process mock, or when direct is not wanted).
+    read_transport: Literal["direct", "sdk"] = "direct"
     # Resources the functions talk to (set by the stack, or by the local stack):
     # the worker queue (S3 events and jobs), the backfill queue (starts and continuations)
     # and the DynamoDB table holding backfill progress.

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import ssl
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.httpsession import get_cert_path
 
 from s3torrent.errors import InvalidInput
 from s3torrent.ranged_reader import ReaderConfig
 from s3torrent.s3 import S3Objects
+from s3torrent.s3_direct import HttpConnections
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 # Control calls (HEAD, PUT, LIST, GetObjectTorrent): botocore's standard retries with
-# backoff. Ranged GETs: none, because read_in_order retries each range itself and two
+# backoff. Ranged GETs: none, because read_parts retries each range itself and two
 # layers would multiply (5 x 5 attempts on a throttled prefix is a retry storm).
 CONTROL_ATTEMPTS = 4
 EXTRA_CONNECTIONS = 4
@@ -83,6 +92,29 @@ def endpoint_session(settings: Settings) -> Any:
     )
 
 
+def direct_connections(settings: Settings, data_client: Any) -> HttpConnections | None:
+    """The connection pool of the direct range transport, or None to read through botocore.
+
+    None when `read_transport` is `sdk`, or when a proxy is configured for the endpoint:
+    botocore honours HTTP(S)_PROXY and NO_PROXY, http.client would not.
+    """
+    if settings.read_transport != "direct":
+        return None
+    endpoint = urlsplit(data_client.meta.endpoint_url)
+    if urllib.request.getproxies().get(endpoint.scheme) and not urllib.request.proxy_bypass(
+        endpoint.hostname or ""
+    ):
+        logger.info("a proxy is set for %s: ranges are read through botocore", endpoint.netloc)
+        return None
+    context = None
+    if endpoint.scheme == "https":
+        # The CA bundle botocore verifies with: AWS_CA_BUNDLE, else its default bundle.
+        context = ssl.create_default_context(
+            cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+        )
+    return HttpConnections(timeout=settings.read_stall_seconds, ssl_context=context)
+
+
 def reader_config(settings: Settings) -> ReaderConfig:
     """The ranged reader's part size and window from the settings."""
     return ReaderConfig(
@@ -111,6 +143,7 @@ def build_objects(
         s3_client(settings, session=session, concurrency=concurrency),
         reader=reader,
         data_client=data_client,
+        connections=direct_connections(settings, data_client),
     )
 
 

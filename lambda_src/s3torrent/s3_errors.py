@@ -1,0 +1,171 @@
+"""What S3 failures mean in domain terms: the one place S3 error codes and statuses are read.
+
+Both ways of talking to S3 end here: botocore's errors (the control calls and the SDK range
+reads) and the bare HTTP answers of the direct range reads (`s3_ranges.DirectRanges`), which
+are parsed into the same shape as a botocore ClientError first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
+)
+from botocore.parsers import ResponseParserError
+
+from s3torrent.errors import (
+    AccessDenied,
+    BucketNotFound,
+    EndpointError,
+    InvalidInput,
+    ObjectChanged,
+    ObjectNotFound,
+    S3TorrentError,
+    TransientS3Error,
+    UnsupportedObject,
+)
+from s3torrent.model import SkipReason
+
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "AccountProblem",
+        "InvalidObjectOwner",
+    }
+)
+_CHANGED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+_TRANSIENT = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ExpiredToken",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
+        "TokenRefreshRequired",
+        "OperationAborted",
+        "429",
+    }
+)
+_TRANSIENT_EXCEPTIONS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    ResponseStreamingError,
+    IncompleteReadError,
+)
+
+
+def translate_error(
+    error: BaseException, *, bucket: str, key: str = "", operation: str = ""
+) -> BaseException:
+    """The domain error for a botocore failure (the one place ClientError codes are read).
+
+    Anything unexpected is returned unchanged, so it propagates as it is.
+    """
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    doing = f"{operation} {where}" if operation else where
+    if isinstance(error, S3TorrentError):
+        return error
+    if isinstance(error, ClientError):
+        return _translate_client_error(error, bucket=bucket, key=key, doing=doing)
+    if isinstance(error, _TRANSIENT_EXCEPTIONS):
+        return TransientS3Error(f"{doing}: {error}")
+    if isinstance(error, SSLError):
+        return EndpointError(f"{doing}: TLS failed: {error}")
+    if isinstance(error, ResponseParserError):
+        return EndpointError(f"{doing}: the endpoint's answer is not an S3 response")
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return AccessDenied(f"{doing}: no usable AWS credentials: {error}")
+    if isinstance(error, ParamValidationError):
+        return InvalidInput(f"{doing}: {error}")
+    if isinstance(error, BotoCoreError):
+        return TransientS3Error(f"{doing}: {error}")
+    return error
+
+
+def _translate_client_error(
+    error: ClientError, *, bucket: str, key: str, doing: str
+) -> S3TorrentError:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code") or "")
+    message = str(details.get("Message") or "").strip()
+    meta = error.response.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode") or 0)
+    headers: Mapping[str, str] = meta.get("HTTPHeaders") or {}
+    said = f"{code}: {message}" if message and message != code else code or str(status)
+    if _looks_like_not_s3(code, headers):
+        kind = headers.get("content-type", "no content type")
+        server = headers.get("server")
+        return EndpointError(
+            f"{doing}: the endpoint does not answer like S3 (HTTP {status}, {kind}"
+            f"{', server ' + server if server else ''})"
+        )
+    # Codes first (S3 answers InvalidObjectState with 403, RequestTimeout with 400), then
+    # the status alone for answers without an error document (HEAD).
+    if code == "NoSuchBucket":
+        return BucketNotFound(f"{doing}: bucket {bucket!r} does not exist")
+    if code == "InvalidObjectState":
+        return UnsupportedObject(bucket, key, SkipReason.ARCHIVED)
+    if code in _TRANSIENT:
+        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
+    if code in _NOT_FOUND or status == 404:
+        return ObjectNotFound(f"{doing}: no such object ({said})")
+    if code in _DENIED or status == 403:
+        return AccessDenied(f"{doing}: access denied ({said})")
+    if code in _CHANGED or status == 412:
+        return ObjectChanged(f"{doing}: the object changed while it was being read ({said})")
+    if status >= 500 or status == 429:
+        return TransientS3Error(f"{doing}: {said} (HTTP {status})")
+    if code == "PermanentRedirect" or status in (301, 307):
+        return EndpointError(f"{doing}: the bucket lives in another region or endpoint ({said})")
+    return InvalidInput(f"{doing}: S3 refused the request ({said}, HTTP {status})")
+
+
+def _looks_like_not_s3(code: str, headers: Mapping[str, str]) -> bool:
+    """True for an error answer no S3-compatible store would give.
+
+    botocore uses the bare status as the code when it finds no S3 error document (always
+    for HEAD). S3 and the stores that copy it mark every answer with an `x-amz*` request
+    id (x-amz-request-id, x-amzn-requestid) or at least answer XML; an HTML page with
+    neither comes from a web server, proxy or wrong port.
+    """
+    if not code.isdigit():
+        return False  # botocore parsed an S3 error document
+    if any(name.lower().startswith(("x-amz", "x-goog")) for name in headers):
+        return False
+    kind = headers.get("content-type", "").lower()
+    return "xml" not in kind
+
+
+def is_retryable(error: BaseException) -> bool:
+    """What the range reader may retry: our transient errors (the transports translated them)."""
+    return isinstance(error, S3TorrentError) and error.retryable
