@@ -72,7 +72,7 @@ class Settings(BaseModel):
     # Ranged reader: bytes per GET, and connections per object; each connection's thread
     # hashes what it reads, so the window is also the hashing parallelism (see Performance).
     read_part_bytes: int = Field(default=16 * MiB, ge=64 * 1024)
-    read_window: int = Field(default=6, ge=1, le=64)
+    read_window: int = Field(default=16, ge=1, le=64)
     # A socket silent for this long fails its attempt; the range is retried from there.
     read_stall_seconds: float = Field(default=30.0, gt=0, le=600)
     # How ranges are read: "direct" (http.client on a presigned URL: the fast path) or

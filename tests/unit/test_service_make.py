@@ -16,7 +16,7 @@ from references import libtorrent_hashes
 from s3torrent.errors import InvalidInput, ObjectNotFound
 from s3torrent.hashing import MetaVersion
 from s3torrent.metainfo import read_torrent
-from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason, TransferCounters
+from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason
 from s3torrent.ranged_reader import ReaderConfig
 from s3torrent.s3 import S3Objects
 from s3torrent.service import TorrentService, expand_web_seed, object_skip_reason
@@ -266,22 +266,55 @@ def test_force_rebuilds_and_duplicates_are_byte_identical(s3: Any) -> None:
     assert s3.get_object(Bucket=BUCKET, Key="dup.bin.torrent")["Body"].read() == results[0]
 
 
+class _Overwriting:
+    """A RangeSource that overwrites the object at a chosen moment of the read."""
+
+    def __init__(self, objects: S3Objects, info: ObjectInfo, *, after_last_byte: bool) -> None:
+        self._objects = objects
+        self._info = info
+        self._inner = S3Objects.range_source(objects, info)
+        self._after_last_byte = after_last_byte
+        self._opened = 0
+
+    def overwrite(self) -> None:
+        self._objects.client.put_object(Bucket=BUCKET, Key=self._info.ref.key, Body=b"new")
+
+    def open_range(self, start: int, end: int) -> Any:
+        self._opened += 1
+        if not self._after_last_byte and self._opened == 2:
+            self.overwrite()  # a PutObject after the first part was read
+        body = self._inner.open_range(start, end)
+        if self._after_last_byte and end == self._info.size - 1:
+            return _OverwriteOnClose(body, self)
+        return body
+
+
+class _OverwriteOnClose:
+    def __init__(self, body: Any, source: _Overwriting) -> None:
+        self._body = body
+        self._source = source
+
+    def readinto(self, buffer: memoryview) -> int:
+        count: int = self._body.readinto(buffer)
+        return count
+
+    def close(self) -> None:
+        self._body.close()
+        self._source.overwrite()
+
+
 class OverwriteWhileReading(S3Objects):
     """Overwrites the source after the first part has been read (a PutObject mid-hash)."""
 
-    def iter_bytes(self, info: ObjectInfo, counters: TransferCounters) -> Iterator[memoryview]:
-        for number, chunk in enumerate(super().iter_bytes(info, counters)):
-            yield chunk
-            if number == 0:
-                self.client.put_object(Bucket=BUCKET, Key=info.ref.key, Body=b"new content")
+    def range_source(self, info: ObjectInfo) -> Any:
+        return _Overwriting(self, info, after_last_byte=False)
 
 
 class OverwriteAfterReading(S3Objects):
     """Overwrites the source once every byte was read, before the torrent is written."""
 
-    def iter_bytes(self, info: ObjectInfo, counters: TransferCounters) -> Iterator[memoryview]:
-        yield from super().iter_bytes(info, counters)
-        self.client.put_object(Bucket=BUCKET, Key=info.ref.key, Body=b"new content")
+    def range_source(self, info: ObjectInfo) -> Any:
+        return _Overwriting(self, info, after_last_byte=True)
 
 
 @pytest.mark.parametrize("objects_class", [OverwriteWhileReading, OverwriteAfterReading])
