@@ -137,9 +137,9 @@ class PieceHashBuilder:
         self._v1_slots = bytearray(20 * self.num_pieces if self.v1 else 0)
         self._v2_slots = bytearray(_HASH_SIZE * self.num_pieces if self.v2 else 0)
         self._tail_root: bytes | None = None
-        # Slice assignment into distinct slots needs no lock; the count does (`+=`).
+        # Slice assignment into distinct slots needs no lock; the flags are read together.
         self._lock = threading.Lock()
-        self._pieces_done = 0
+        self._hashed = bytearray(self.num_pieces)  # 1 once a piece's hashes are in
 
     def part(self, start: int, stop: int) -> PartHasher:
         """A hasher for bytes [start, stop): whole pieces, the file's last one maybe short."""
@@ -152,7 +152,7 @@ class PieceHashBuilder:
     def finish(self) -> PieceHashes:
         """The piece hashes, once every part has been fed all its bytes."""
         with self._lock:
-            done = self._pieces_done
+            done = self.num_pieces - self._hashed.count(0)
         if done != self.num_pieces:
             raise ValueError(f"{self.num_pieces - done} of {self.num_pieces} pieces not hashed")
         return PieceHashes(
@@ -188,7 +188,7 @@ class PieceHashBuilder:
                 root = hashlib.sha256(root + _PAD[level]).digest()
             self._v2_slots[index * _HASH_SIZE : (index + 1) * _HASH_SIZE] = root
         with self._lock:
-            self._pieces_done += 1
+            self._hashed[index] = 1
 
 
 class PartHasher:

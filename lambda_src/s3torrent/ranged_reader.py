@@ -24,6 +24,7 @@ propagates unchanged at once, and the other threads stop at their next chunk.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import random
@@ -181,7 +182,11 @@ class _Read:
             raise
         finally:
             view.release()
-            buffer.close()
+            # A view of the buffer may outlive this read in a traceback (the chunk being
+            # read when an error came): then the mapping goes with that last view, and
+            # closing it here would replace the error with a BufferError.
+            with contextlib.suppress(BufferError):
+                buffer.close()
 
     def _read_part(self, start: int, stop: int, view: memoryview, worker: _Worker) -> None:
         config = self._config
@@ -257,7 +262,8 @@ def read_parts(
     Every part [start, stop) (a multiple of `align` long, the last one excepted) gets
     `sink_for(start, stop)` and then its bytes, in order, in chunks of at most
     `config.chunk_size`. `on_progress(bytes_done, size)` is called on this thread about
-    every `progress_every` seconds, and once more at the end. `counters` gets GETs, retries, bytes and seconds.
+    every `progress_every` seconds, and once more at the end. `counters` gets GETs,
+    retries, bytes and seconds.
 
     Connections start at one per usable core and double, up to `config.window`, while the
     reading threads spend less than half their time on a CPU: far from the data (S3 at
