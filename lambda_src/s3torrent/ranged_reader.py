@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from s3torrent.errors import TransientS3Error
@@ -126,7 +127,7 @@ class _Worker:
         self.bytes_read = 0
         self.get_requests = 0
         self.retries = 0
-        self.cpu = 0.0  # this thread's CPU seconds, as of its last chunk
+        self.cpu = 0.0  # this thread's seconds on or waiting for a CPU, as of its last chunk
 
 
 class _Read:
@@ -207,7 +208,7 @@ class _Read:
                         sink.write(chunk)
                         pos += want
                         worker.bytes_read += want
-                        worker.cpu = time.thread_time()
+                        worker.cpu = _thread_busy_seconds()
                         failures = 0
                         if self.stop.is_set():
                             return
@@ -226,6 +227,23 @@ class _Read:
                 # Event.wait, not time.sleep: a failure elsewhere wakes the backoff at once.
                 if self.stop.wait(config.backoff(failures)):
                     return
+
+
+_SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+def _thread_busy_seconds() -> float:
+    """Seconds this thread has run or sat runnable waiting for a CPU (not blocked on I/O).
+
+    Linux's schedstat counts both; run-queue time matters on a shared machine, where a
+    thread starved of CPU would otherwise look idle and open more connections. Elsewhere,
+    CPU time alone.
+    """
+    try:
+        on_cpu, waiting = _SCHEDSTAT.read_bytes().split()[:2]
+        return (int(on_cpu) + int(waiting)) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time()
 
 
 def _fill(body: RangeBody, chunk: memoryview, offset: int) -> None:
@@ -266,13 +284,14 @@ def read_parts(
     retries, bytes and seconds.
 
     Connections start at one per usable core and double, up to `config.window`, while the
-    reading threads spend less than half their time on a CPU: far from the data (S3 at
-    ~90 MB/s a connection) they mostly wait, and more connections mean more bytes; next to
-    it (a loopback endpoint) the cores are the limit, and each extra connection only fills
-    one more socket buffer the kernel then copies out of DRAM instead of cache (measured
-    on the 2 GiB bench: hybrid 2.4 s with 2-3 connections, 3.1-3.6 s with 6-8). The
-    threads' own CPU time is the signal, not the process's: on a shared machine (or next
-    to the server) the process may never get all its cores while every thread is busy.
+    reading threads spend less than half their time running or waiting for a CPU: far
+    from the data (S3 at ~90 MB/s a connection) they mostly wait on sockets, and more
+    connections mean more bytes; next to it (a loopback endpoint) the cores are the limit,
+    and each extra connection only fills one more socket buffer the kernel then copies out
+    of DRAM instead of cache (measured on the 2 GiB bench: hybrid 2.4 s with 2-3
+    connections, 3.1-3.6 s with 6-8). The threads' own clocks are the signal, not the
+    process's: on a shared machine (or next to the server) the process may never get all
+    its cores while every thread is busy.
 
     On failure the first error is raised as soon as it is seen; threads still reading
     stop at their next chunk (or their socket's timeout) without being waited for.

@@ -636,7 +636,7 @@ def test_io_bound_reads_ramp_up_past_the_cores_but_never_past_the_window(
 def test_cpu_bound_reads_stay_at_one_connection_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same slow source, but the readers' threads look busy on a CPU all the time (as
     # when they hash as fast as the bytes come): more connections would gain nothing. The
-    # threads' CPU clock is faked so that the result does not depend on the machine's load.
+    # threads' busy clock is faked so that the result does not depend on the machine's load.
     monkeypatch.setattr(ranged_reader, "usable_cores", lambda: 2)
     first_look: dict[int, float] = {}
 
@@ -644,7 +644,7 @@ def test_cpu_bound_reads_stay_at_one_connection_per_core(monkeypatch: pytest.Mon
         now = time.monotonic()
         return now - first_look.setdefault(threading.get_ident(), now)
 
-    monkeypatch.setattr(time, "thread_time", always_on_a_cpu)  # what the reader reads
+    monkeypatch.setattr(ranged_reader, "_thread_busy_seconds", always_on_a_cpu)
     data = payload(24 * 4 * CHUNK)
     source = FakeSource(data, delay=0.01, short_reads=False)  # 40 ms a part: ~0.5 s
     recorder = Recorder()
@@ -696,3 +696,15 @@ def test_backoff_is_full_jitter_capped() -> None:
         assert max(waits) > cap / 2  # the whole range, not a fraction of it
         assert min(waits) < cap / 2  # from zero up: full jitter
     assert len({config.backoff(3) for _ in range(20)}) > 1  # jittered, not fixed
+
+
+def test_busy_seconds_count_cpu_time_and_grow_with_work() -> None:
+    before = ranged_reader._thread_busy_seconds()
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:
+        pass  # spin: on a CPU the whole time
+    spent = ranged_reader._thread_busy_seconds() - before
+    assert 0.03 < spent < 1.0
+    idle_before = ranged_reader._thread_busy_seconds()
+    time.sleep(0.1)  # blocked: neither running nor waiting for a CPU
+    assert ranged_reader._thread_busy_seconds() - idle_before < 0.05
