@@ -609,6 +609,9 @@ def cmd_backfill(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         on_failure=on_failure,
     )
     summary.requests = counter.counts
+    if service.objects.connections is not None and service.objects.connections.requests_sent:
+        # Ranged GETs sent straight over HTTP (s3_direct.py) never reach botocore's events.
+        summary.requests["GetObject"] += service.objects.connections.requests_sent
     if live:
         err.write("\r\x1b[K")
     if args.json:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import select
 import ssl
 import threading
 import time
@@ -49,17 +50,28 @@ class HttpConnections:
         self._max_idle = max_idle
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+        self.requests_sent = 0  # GETs sent through this pool (botocore's counters miss them)
 
     def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         """An idle connection to that host, or a new one (connected on first request)."""
-        with self._lock:
-            idle = self._idle.get((scheme, host, port))
-            if idle:
-                return idle.pop()
+        while True:
+            with self._lock:
+                idle = self._idle.get((scheme, host, port))
+                connection = idle.pop() if idle else None
+            if connection is None:
+                break
+            if _still_open(connection):
+                return connection
+            connection.close()  # the server closed it while it sat idle
         if scheme == "https":
             context = self._ssl_context or ssl.create_default_context()
             return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def count_request(self) -> None:
+        """One more request sent (for the CLI's cost report)."""
+        with self._lock:
+            self.requests_sent += 1
 
     def put(self, connection: http.client.HTTPConnection) -> None:
         """Return a connection whose last answer was read to its end."""
@@ -79,6 +91,22 @@ class HttpConnections:
         for connections in idle.values():
             for connection in connections:
                 connection.close()
+
+
+def _still_open(connection: http.client.HTTPConnection) -> bool:
+    """False when an idle keep-alive socket has been closed (or written to) by the server.
+
+    An idle socket that polls readable holds either EOF or bytes nobody asked for; either
+    way it cannot carry the next request (urllib3 checks its pooled sockets the same way).
+    """
+    sock = connection.sock
+    if sock is None:
+        return True  # not connected yet: http.client connects on the next request
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 class DirectRanges:
@@ -112,6 +140,7 @@ class DirectRanges:
         scheme, host, port, target = self._target()
         connection = self._connections.get(scheme, host, port)
         headers = {**self._signed_headers, "Range": f"bytes={start}-{end}"}
+        self._connections.count_request()
         try:
             connection.request("GET", target, headers=headers)
             response = connection.getresponse()
@@ -119,9 +148,11 @@ class DirectRanges:
             connection.close()
             raise self._transport_error(error) from error
         expected = end - start + 1
-        if response.status == 206 or (response.status == 200 and start == 0):
+        if response.status in (200, 206):
             length = response.length
-            if (response.status == 200 and length != expected) or (length or 0) > expected:
+            # 200 is the whole object: fine only when the range asked for exactly that.
+            whole = response.status == 200
+            if (whole and (start != 0 or length != expected)) or (length or 0) > expected:
                 connection.close()
                 raise EndpointError(
                     f"{self._doing}: the endpoint ignored the Range header"
@@ -214,7 +245,9 @@ class _DirectBody:
 
     def close(self) -> None:
         response = self._response
-        if response.isclosed() and not response.will_close:
-            self._connections.put(self._connection)  # read to its end: reusable
+        # http.client's readinto returns 0 (and closes) when the server stops short of
+        # Content-Length: only a body read to its announced end leaves a reusable socket.
+        if response.isclosed() and response.length == 0 and not response.will_close:
+            self._connections.put(self._connection)
         else:
             self._connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import boto3
@@ -62,3 +63,10 @@ def source_writes(log: Any) -> list[str]:
         if entry.info.method in ("PUT", "POST", "DELETE", "PATCH")
         and not entry.info.key.endswith(".torrent")
     ]
+
+
+def fresh_bucket(client: Any, prefix: str) -> str:
+    """Create a bucket no other test (or parameter of the same test) uses; its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    return name

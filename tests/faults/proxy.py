@@ -15,7 +15,14 @@ decides per request whether to break it instead, and how:
 - ``stall``     status and headers, then nothing until the client gives up (or the proxy stops)
 
 `BodyHook`s run a callback once a GET has streamed N bytes of its body (to overwrite or
-delete the object behind the reader's back). Counters say what was injected, by kind.
+delete the object behind the reader's back). Counters say what was injected, by kind, and
+how many TCP connections clients opened (client connections are kept alive; the proxy
+opens a new one upstream per request).
+
+Object GETs are recognised however they are signed: in headers (botocore) or in the query
+(the direct range transport's presigned URL, whose `X-Amz-*` parameters are no
+sub-resource); its If-Match, x-amz-request-payer and x-amz-expected-bucket-owner still
+arrive as headers, which is where rules and emulations look.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 HOP_BY_HOP = frozenset(
@@ -95,11 +103,22 @@ class RequestInfo:
         return self.headers.get("range")
 
     @property
+    def query_names(self) -> set[str]:
+        """The names in the query string (values dropped)."""
+        return {unquote(part.split("=", 1)[0]) for part in self.query.split("&") if part}
+
+    @property
+    def is_presigned(self) -> bool:
+        """Signed in the query (SigV4 `X-Amz-Signature`), as the direct range transport is."""
+        return "X-Amz-Signature" in self.query_names
+
+    @property
     def is_object_get(self) -> bool:
-        """A GetObject (not a listing, not ?torrent/?acl/... sub-resources)."""
+        """A GetObject (not a listing, not ?torrent/?acl/... sub-resources), header-signed
+        or presigned (the SigV4 query parameters are no sub-resource)."""
         if self.method != "GET" or not self.key:
             return False
-        names = {part.split("=", 1)[0] for part in self.query.split("&") if part}
+        names = {name for name in self.query_names if not name.startswith("X-Amz-")}
         return not names - {"versionId", "partNumber", "x-id"}
 
 
@@ -474,6 +493,11 @@ class _ProxyServer(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.owner._accepted_lock:
+            self.owner.connections_accepted += 1  # one per TCP connection a client opened
+        super().process_request(request, client_address)
+
     def handle_error(self, request: object, client_address: object) -> None:
         # Broken pipes from clients that gave up (timeouts, resets we caused) are expected.
         self.owner.handler_errors += 1
@@ -487,6 +511,7 @@ class FaultProxy:
     policy: FaultPolicy = field(default_factory=FaultPolicy)
     upstream_timeout: float = 60.0
     handler_errors: int = 0
+    connections_accepted: int = 0  # TCP connections clients opened to the proxy
 
     def __post_init__(self) -> None:
         split = urlsplit(self.upstream)
@@ -496,6 +521,7 @@ class FaultProxy:
         self.upstream_port = split.port or 80
         self._seq = itertools.count(1)
         self._stopping = threading.Event()
+        self._accepted_lock = threading.Lock()
         self._server: _ProxyServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from faults.helpers import reference_hashes, source_writes, torrent_keys
+from faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
 from faults.proxy import BodyHook, FaultProxy, RequestInfo
 from s3torrent.errors import ObjectChanged, ObjectNotFound
 from s3torrent.metainfo import read_torrent
@@ -32,13 +32,26 @@ NEW_SAME_SIZE = _rng.randbytes(len(OLD))
 NEW_OTHER_SIZE = _rng.randbytes(len(OLD) // 3)
 
 
-def service_for(proxy: FaultProxy, bucket: str) -> Any:
+# Both ways ranges are read: straight over HTTP on a presigned URL (the default) and through
+# botocore (`read_transport: sdk`).
+TRANSPORTS = pytest.mark.parametrize("transport", ["direct", "sdk"])
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> str:
+    """A bucket of its own per test and parameter (the shared fixture's names, cut at 55
+    characters, can lose the parameters)."""
+    return fresh_bucket(s3_client, "change")
+
+
+def service_for(proxy: FaultProxy, bucket: str, transport: str) -> Any:
     settings = Settings.from_mapping(
         {
             "buckets": [{"name": bucket}],
             "endpoint_url": proxy.url,
             "read_part_bytes": PART,
             "read_window": 2,
+            "read_transport": transport,
         }
     )
     return build_service(settings)
@@ -56,6 +69,7 @@ def assert_no_lie(s3_client: Any, bucket: str, versions: dict[str, bytes]) -> No
     assert (torrent.info_hash_v1, torrent.info_hash_v2) == reference_hashes(versions[claimed], KEY)
 
 
+@TRANSPORTS
 @pytest.mark.parametrize("versioned", [False, True], ids=["plain", "versioned"])
 @pytest.mark.parametrize(
     ("after", "new"),
@@ -73,6 +87,7 @@ def test_overwritten_mid_hash(
     after: int,
     new: bytes,
     versioned: bool,
+    transport: str,
 ) -> None:
     if versioned:
         s3_client.put_bucket_versioning(
@@ -85,7 +100,7 @@ def test_overwritten_mid_hash(
         versions[s3_client.put_object(Bucket=bucket, Key=KEY, Body=new)["ETag"]] = new
 
     fault_proxy.policy.hooks.append(BodyHook(overwrite, after_bytes=after, key=KEY))
-    service = service_for(fault_proxy, bucket)
+    service = service_for(fault_proxy, bucket, transport)
     result = service.make_torrent(ObjectRef(bucket, KEY))
 
     # The client may hold every byte before the proxy's overwrite has returned: wait for it.
@@ -112,12 +127,15 @@ def test_overwritten_mid_hash(
     # Reads of the first attempt were pinned: every range asked for the old ETag.
     first = [e.info for e in fault_proxy.policy.log if e.info.range and e.info.key == KEY]
     assert first and first[0].headers.get("if-match") == old_etag
-    print(f"\nCHANGE after {after} B ({'versioned' if versioned else 'plain'}): {result.outcome}")
+    assert first[0].is_presigned is (transport == "direct")
+    kind = "versioned" if versioned else "plain"
+    print(f"\nCHANGE after {after} B ({kind}, {transport}): {result.outcome}")
 
 
+@TRANSPORTS
 @pytest.mark.parametrize("after", [64 * 1024, len(OLD)], ids=["early", "after-last-byte"])
 def test_deleted_mid_hash_leaves_no_torrent(
-    fault_proxy: FaultProxy, s3_client: Any, bucket: str, after: int
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, after: int, transport: str
 ) -> None:
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=OLD)
 
@@ -125,7 +143,7 @@ def test_deleted_mid_hash_leaves_no_torrent(
         s3_client.delete_object(Bucket=bucket, Key=KEY)
 
     fault_proxy.policy.hooks.append(BodyHook(delete, after_bytes=after, key=KEY))
-    service = service_for(fault_proxy, bucket)
+    service = service_for(fault_proxy, bucket, transport)
     try:
         result = service.make_torrent(ObjectRef(bucket, KEY))
     except (ObjectNotFound, ObjectChanged):

@@ -14,20 +14,17 @@ import time
 from collections import Counter
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from faults.helpers import reference_hashes, source_writes, torrent_keys
+from faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 from s3torrent.errors import TransientS3Error
 from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.ranged_reader import ReaderConfig
-from s3torrent.s3 import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
-from s3torrent.wiring import build_service, s3_client
+from s3torrent.wiring import build_service
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +54,11 @@ TRANSIENT_RULES = [
 ]
 
 
+# Both ways ranges are read: straight over HTTP on a presigned URL (the default) and through
+# botocore (`read_transport: sdk`, used behind an HTTP proxy).
+TRANSPORTS = pytest.mark.parametrize("transport", ["direct", "sdk"])
+
+
 def settings_for(endpoint: str, bucket: str, **extra: Any) -> Settings:
     return Settings.from_mapping(
         {
@@ -67,6 +69,13 @@ def settings_for(endpoint: str, bucket: str, **extra: Any) -> Settings:
             **extra,
         }
     )
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> str:
+    """A fresh bucket of its own for every test and parameter (tests/conftest.py's fixture
+    names buckets after a test's first 55 characters, which parameters can fall beyond)."""
+    return fresh_bucket(s3_client, "faults")
 
 
 @pytest.fixture
@@ -90,10 +99,11 @@ def baseline(service: TorrentService, bucket: str) -> dict[str, tuple[str | None
 
 
 @pytest.mark.slow
+@TRANSPORTS
 def test_transient_faults_change_nothing_but_the_retry_count(
-    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], transport: str
 ) -> None:
-    service = build_service(settings_for(fault_proxy.url, bucket))
+    service = build_service(settings_for(fault_proxy.url, bucket, read_transport=transport))
     clean = baseline(service, bucket)
     assert clean == {key: reference_hashes(data, key) for key, data in OBJECTS.items()}
     assert fault_proxy.policy.total_injected == 0
@@ -118,6 +128,12 @@ def test_transient_faults_change_nothing_but_the_retry_count(
     # Every ranged read was pinned to the ETag HeadObject saw.
     ranged = [e.info for e in policy.log if e.info.range]
     assert ranged and all(info.headers.get("if-match") == objects[info.key] for info in ranged)
+    # The direct transport signs one URL per object (all its ranges, retries included, use
+    # it); the SDK signs each request in its headers.
+    assert all(info.is_presigned is (transport == "direct") for info in ranged)
+    if transport == "direct":
+        urls = {(info.key, info.query) for info in ranged}
+        assert len(urls) == len(OBJECTS), urls
 
     # Bounded retries: some were needed, none wasted. A reader retry follows a failed range
     # attempt, so there are no more of them than faults injected on ranged GETs, and no
@@ -133,66 +149,62 @@ def test_transient_faults_change_nothing_but_the_retry_count(
         if kind is not FaultKind.STALL:
             assert injected[kind] > 0, f"no {kind} fault was injected: raise its rate"
     print(
-        f"\nFAULTS transient: {dict(sorted(policy.summary().items()))};"
+        f"\nFAULTS transient ({transport}): {dict(sorted(policy.summary().items()))};"
         f" ranged GETs {len(ranged)} for {sum(RANGES.values())} ranges;"
         f" reader retries {sum(retries.values())} ({retries})"
     )
 
 
 @pytest.mark.slow
+@TRANSPORTS
 @pytest.mark.parametrize("kind", [FaultKind.SLOWDOWN, FaultKind.THROTTLE, FaultKind.RESET])
 def test_a_fault_that_never_clears_fails_clearly(
-    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], kind: FaultKind
+    fault_proxy: FaultProxy,
+    s3_client: Any,
+    bucket: str,
+    objects: dict[str, str],
+    kind: FaultKind,
+    transport: str,
 ) -> None:
-    service = build_service(settings_for(fault_proxy.url, bucket))
+    service = build_service(settings_for(fault_proxy.url, bucket, read_transport=transport))
     fault_proxy.policy.set_rules([FaultRule(kind, key=r"^big\.bin$", ranged_only=True)])
     started = time.monotonic()
     with pytest.raises(TransientS3Error) as info:
         service.make_torrent(ObjectRef(bucket, "big.bin"))
     elapsed = time.monotonic() - started
     assert "big.bin" in str(info.value)
+    assert f"failed {READER_ATTEMPTS} times in a row" in str(info.value)
     assert elapsed < 20, f"gave up after {elapsed:.1f}s"
     assert torrent_keys(s3_client, bucket) == []
     gets = sum(1 for e in fault_proxy.policy.log if e.info.range)
-    # The reader tries each range READER_ATTEMPTS times, WINDOW ranges at once; botocore may
-    # add one retry per attempt on the data client (see the README).
-    assert gets <= WINDOW * READER_ATTEMPTS * 2, gets
+    # The reader tries each range READER_ATTEMPTS times, WINDOW ranges at once; nothing
+    # under it retries (the SDK data client has botocore's retries off).
+    assert gets <= WINDOW * READER_ATTEMPTS, gets
     # The other objects are unaffected by a fault on one key.
     assert service.make_torrent(ObjectRef(bucket, "a/b/mid.bin")).outcome is Outcome.CREATED
-    print(f"\nFAULTS never-clearing {kind}: {fault_proxy.policy.summary()}; {elapsed:.2f}s")
-
-
-def stall_service(proxy_url: str, bucket: str, stall_timeout: float) -> TorrentService:
-    """A service whose reader gives up on a silent range after `stall_timeout` seconds.
-
-    Settings do not expose the reader's stall timeout (30 s in wiring), so the adapter is
-    assembled by hand here exactly as `wiring.build_objects` does it: a data client without
-    botocore retries whose socket read timeout is the reader's stall timeout.
-    """
-    settings = settings_for(proxy_url, bucket)
-    data_client = boto3.client(
-        "s3",
-        endpoint_url=proxy_url,
-        region_name="us-east-1",
-        config=Config(
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            read_timeout=stall_timeout,
-            s3={"addressing_style": "path"},
-        ),
+    print(
+        f"\nFAULTS never-clearing {kind} ({transport}): {fault_proxy.policy.summary()};"
+        f" {elapsed:.2f}s"
     )
-    objects = S3Objects(
-        s3_client(settings),
-        reader=ReaderConfig(part_size=PART, window=WINDOW, stall_timeout=stall_timeout),
-        data_client=data_client,
+
+
+def stall_service(
+    proxy_url: str, bucket: str, stall_timeout: float, transport: str
+) -> TorrentService:
+    """The service as every entry point builds it, a silent socket failing its attempt after
+    `stall_timeout` seconds (`read_stall_seconds`: the direct transport's socket timeout,
+    the SDK data client's read timeout)."""
+    return build_service(
+        settings_for(proxy_url, bucket, read_stall_seconds=stall_timeout, read_transport=transport)
     )
-    return TorrentService(settings, objects)
 
 
 @pytest.mark.slow
+@TRANSPORTS
 def test_a_stalled_range_is_abandoned_and_retried(
-    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], transport: str
 ) -> None:
-    service = stall_service(fault_proxy.url, bucket, stall_timeout=1.0)
+    service = stall_service(fault_proxy.url, bucket, 0.5, transport)
     fault_proxy.policy.set_rules(
         [FaultRule(FaultKind.STALL, key=r"^deep/er/bigger\.bin$", ranged_only=True, limit=2)]
     )
@@ -206,54 +218,57 @@ def test_a_stalled_range_is_abandoned_and_retried(
         OBJECTS[key], key
     )
     assert fault_proxy.policy.injected[FaultKind.STALL] == 2
-    assert 1 <= result.counters.retries <= 2
-    assert 1.0 <= elapsed < 10, elapsed
-    print(f"\nFAULTS stall x2: retries {result.counters.retries}, {elapsed:.2f}s")
+    assert result.counters.retries == 2
+    assert 0.5 <= elapsed < 5, elapsed
+    print(f"\nFAULTS stall x2 ({transport}): retries {result.counters.retries}, {elapsed:.2f}s")
 
 
 @pytest.mark.slow
-def test_a_range_that_always_stalls_fails_in_bounded_time(
-    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str]
+@TRANSPORTS
+def test_a_whole_window_stalling_at_once_recovers_within_the_stall_timeout(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], transport: str
 ) -> None:
-    service = stall_service(fault_proxy.url, bucket, stall_timeout=0.5)
+    """Every connection of the window silent at once: each socket's own timeout frees its
+    thread, so the retries start together after one stall_timeout, not one after another
+    (and not after the proxy's 10 s)."""
+    service = stall_service(fault_proxy.url, bucket, 0.5, transport)
+    fault_proxy.policy = FaultPolicy(
+        [FaultRule(FaultKind.STALL, key=r"^big\.bin$", ranged_only=True, limit=WINDOW)],
+        stall_seconds=10,
+    )
+    started = time.monotonic()
+    result = service.make_torrent(ObjectRef(bucket, "big.bin"))
+    elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.CREATED
+    assert result.record is not None
+    assert (result.record.info_hash_v1, result.record.info_hash_v2) == reference_hashes(
+        OBJECTS["big.bin"], "big.bin"
+    )
+    stalls = fault_proxy.policy.injected[FaultKind.STALL]
+    assert stalls >= 1 and result.counters.retries == stalls
+    # WINDOW stalls one after another would take WINDOW x 0.5 s at least.
+    assert elapsed < 0.5 * 2 + 1.0, f"{stalls} stalls took {elapsed:.2f}s"
+    print(f"\nFAULTS window stall ({transport}): {stalls} stalls, {elapsed:.2f}s")
+
+
+@pytest.mark.slow
+@TRANSPORTS
+def test_a_range_that_always_stalls_fails_in_bounded_time(
+    fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], transport: str
+) -> None:
+    service = stall_service(fault_proxy.url, bucket, 0.5, transport)
     # The proxy holds a stalled answer 10 s at most (then resets it), so that a reader that
-    # does not give up by itself fails this test in seconds rather than after botocore's
-    # read timeout.
+    # does not give up by itself fails this test in seconds rather than hanging.
     fault_proxy.policy = FaultPolicy(
         [FaultRule(FaultKind.STALL, key=r"^a/b/mid\.bin$", ranged_only=True)], stall_seconds=10
     )
     started = time.monotonic()
-    with pytest.raises(TransientS3Error, match="stalled"):
+    with pytest.raises(
+        TransientS3Error, match=rf"failed {READER_ATTEMPTS} times.*(?i:timed? ?out)"
+    ):
         service.make_torrent(ObjectRef(bucket, "a/b/mid.bin"))
     elapsed = time.monotonic() - started
-    assert elapsed < READER_ATTEMPTS * 0.5 + 5, elapsed
+    # READER_ATTEMPTS socket timeouts plus the backoffs between them (0.1 + ... + 0.8 s).
+    assert elapsed < READER_ATTEMPTS * 0.5 + 1.5 + 1.0, elapsed
     assert torrent_keys(s3_client, bucket) == []
     print(f"\nFAULTS stall forever: {fault_proxy.policy.summary()}; failed after {elapsed:.2f}s")
-
-
-def test_the_reader_gives_up_on_a_stall_even_if_the_fetch_never_returns() -> None:
-    """ReaderConfig.stall_timeout bounds an attempt whatever the fetch does: with every part
-    of the window stuck at once, the replacements must not queue behind the stuck threads.
-    (wiring gives the data client a socket timeout equal to stall_timeout, which frees the
-    threads in production; this checks the reader's own promise.)"""
-    import threading
-
-    from s3torrent.model import TransferCounters
-    from s3torrent.ranged_reader import read_in_order
-
-    release = threading.Event()
-
-    def fetch(start: int, end: int) -> bytes:
-        release.wait(4)  # a socket with no timeout
-        return bytes(end - start + 1)
-
-    config = ReaderConfig(part_size=10, window=4, stall_timeout=0.2, max_attempts=3)
-    started = time.monotonic()
-    try:
-        with pytest.raises(TransientS3Error, match="stalled"):
-            for _ in read_in_order(fetch, 100, config, TransferCounters(), is_retryable=bool):
-                pass
-    finally:
-        elapsed = time.monotonic() - started
-        release.set()
-    assert elapsed < 3 * 0.2 + 1.5, f"gave up after {elapsed:.1f}s, not ~0.6s"

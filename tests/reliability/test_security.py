@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -280,11 +281,21 @@ def test_logs_never_hold_credentials_or_signatures(
     cli.main(["create", f"s3://{bucket}/a.bin", "--endpoint-url", fault_proxy.url, "--json"])
 
     captured = capfd.readouterr()
+    # moto's server runs in this process and its werkzeug access log is the *store's* log:
+    # it holds every request line, and a presigned ranged GET (s3_direct.py) carries its
+    # signature in the URL, as S3's own server access logs would. What must stay clean is
+    # what s3torrent writes.
+    ours = [r for r in caplog.records if not r.name.startswith("werkzeug")]
+    store_lines = re.compile(r'^\S+ - - \[[^]]+\] "')
+    streams = [
+        line
+        for line in (captured.out + "\n" + captured.err).splitlines()
+        if not store_lines.match(line) and "werkzeug" not in line
+    ]
     text = "\n".join(
-        [captured.out, captured.err]
-        + [f"{r.getMessage()} {json.dumps(r.__dict__, default=str)}" for r in caplog.records]
+        streams + [f"{r.getMessage()} {json.dumps(r.__dict__, default=str)}" for r in ours]
     )
-    assert len(caplog.records) > 5 and text.strip()
+    assert len(ours) > 5 and text.strip()
     for secret in (
         SECRET_KEY,
         SESSION_TOKEN,
