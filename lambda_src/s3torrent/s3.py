@@ -1,4 +1,5 @@
-"""The S3 adapter: the only module that knows botocore.
+"""The S3 adapter: S3 in domain terms (botocore for control calls and signing; s3_direct.py
+for fast ranged reads; s3_errors.py for what failures mean).
 
 Every call goes through `_call`, and every botocore failure through `translate_error`, so
 the rest of s3torrent sees domain errors (errors.py) and plain values (model.py) only.
