@@ -30,8 +30,13 @@ from s3torrent.errors import (
 from s3torrent.metainfo import Torrent
 from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord
 from s3torrent.ranged_reader import RangeSource, ReaderConfig
-from s3torrent.s3_direct import DirectRanges, HttpConnections, transport_error
-from s3torrent.s3_errors import is_retryable, translate_error
+from s3torrent.s3_direct import DirectRanges, HttpConnections
+from s3torrent.s3_errors import (
+    is_retryable,
+    translate_error,
+    translate_read_error,
+    transport_error,
+)
 
 __all__ = ["S3Objects", "is_retryable", "translate_error"]
 
@@ -224,7 +229,7 @@ class S3Objects:
         try:
             response = self.data_client.get_object(**params)
         except (ClientError, BotoCoreError) as error:
-            raise _read_error(error, ref) from error
+            raise translate_read_error(error, bucket=ref.bucket, key=ref.key) from error
         length = int(response.get("ContentLength") or 0)
         if length > end - start + 1:
             # A short answer is retried by the reader; a long one will never get better.
@@ -241,7 +246,7 @@ class S3Objects:
         try:
             data: bytes = body.read()
         except (ClientError, BotoCoreError) as error:
-            raise _read_error(error, info.ref) from error
+            raise translate_read_error(error, bucket=info.ref.bucket, key=info.ref.key) from error
         finally:
             body.close()
         return data
@@ -512,14 +517,6 @@ _OPERATION_NAMES = {
 }
 
 
-def _read_error(error: BaseException, ref: ObjectRef) -> BaseException:
-    domain = translate_error(error, bucket=ref.bucket, key=ref.key, operation="GetObject")
-    if isinstance(domain, ObjectNotFound):
-        # Deleted while we read it: the deletion's own event settles the torrent.
-        return ObjectChanged(f"GetObject {ref.uri}: deleted while being read")
-    return domain
-
-
 class SdkRanges:
     """A RangeSource through botocore: any client, moto's in-process mock included."""
 
@@ -542,7 +539,7 @@ class _SdkBody:
         try:
             count: int = self._body.readinto(buffer)
         except (ClientError, BotoCoreError) as error:
-            raise _read_error(error, self._ref) from error
+            raise translate_read_error(error, bucket=self._ref.bucket, key=self._ref.key) from error
         except OSError as error:
             raise transport_error(f"GetObject {self._ref.uri}", error) from error
         return count

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from s3torrent.errors import EndpointError, ObjectChanged, ObjectNotFound, TransientS3Error
-from s3torrent.s3_errors import translate_error
+from s3torrent.errors import EndpointError, TransientS3Error
+from s3torrent.s3_errors import translate_read_error, transport_error
 
 ERROR_BODY_LIMIT = 64 * 1024  # an S3 error document is well under 1 KiB
 _XML_FIELD = re.compile(rb"<(Code|Message)>([^<]*)</\1>")
@@ -146,7 +146,7 @@ class DirectRanges:
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise self._transport_error(error) from error
+            raise transport_error(self._doing, error) from error
         expected = end - start + 1
         if response.status in (200, 206):
             length = response.length
@@ -199,25 +199,12 @@ class DirectRanges:
             },
             "GetObject",
         )
-        domain = translate_error(error, bucket=self._bucket, key=self._key, operation="GetObject")
-        if isinstance(domain, ObjectNotFound):
-            # Deleted while we read it: the deletion's own event settles the torrent.
-            return ObjectChanged(f"{self._doing}: deleted while being read")
+        domain = translate_read_error(error, bucket=self._bucket, key=self._key)
         if status == 403 and "expired" in fields.get("Message", "").lower():
             with self._lock:
                 self._url = None  # sign a new URL for the retry
             return TransientS3Error(f"{self._doing}: the presigned URL expired; signing anew")
         return domain
-
-    def _transport_error(self, error: BaseException) -> BaseException:
-        return transport_error(self._doing, error)
-
-
-def transport_error(doing: str, error: BaseException) -> BaseException:
-    """A failed connection or read: transient, but for a certificate the endpoint can't fix."""
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return EndpointError(f"{doing}: TLS certificate rejected: {error}")
-    return TransientS3Error(f"{doing}: {type(error).__name__}: {error}")
 
 
 class _DirectBody:

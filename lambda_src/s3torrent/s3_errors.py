@@ -7,6 +7,7 @@ are parsed into the same shape as a botocore ClientError first.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 
 from botocore.exceptions import (
@@ -169,3 +170,22 @@ def _looks_like_not_s3(code: str, headers: Mapping[str, str]) -> bool:
 def is_retryable(error: BaseException) -> bool:
     """What the range reader may retry: our transient errors (the transports translated them)."""
     return isinstance(error, S3TorrentError) and error.retryable
+
+
+def translate_read_error(error: BaseException, *, bucket: str, key: str) -> BaseException:
+    """`translate_error` for a ranged GET of a source being hashed, by either transport.
+
+    A source deleted while we read it has *changed*, not gone missing: the deletion's own
+    event settles its torrent.
+    """
+    domain = translate_error(error, bucket=bucket, key=key, operation="GetObject")
+    if isinstance(domain, ObjectNotFound):
+        return ObjectChanged(f"GetObject s3://{bucket}/{key}: deleted while being read")
+    return domain
+
+
+def transport_error(doing: str, error: BaseException) -> BaseException:
+    """A failed connection or read: transient, but for a certificate the endpoint can't fix."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return EndpointError(f"{doing}: TLS certificate rejected: {error}")
+    return TransientS3Error(f"{doing}: {type(error).__name__}: {error}")
