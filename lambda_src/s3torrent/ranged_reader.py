@@ -157,6 +157,11 @@ class _Read:
         self.workers: list[_Worker] = []
 
     @property
+    def bytes_read(self) -> int:
+        """Bytes every thread has handed to its sinks so far."""
+        return sum(worker.bytes_read for worker in self.workers)
+
+    @property
     def parts_left(self) -> int:
         """Parts no thread has taken yet."""
         with self._lock:
@@ -312,7 +317,7 @@ def read_parts(
         executor.submit(read.run_worker) for _ in range(min(most, cores))
     ]
     last_progress = ramp_wall = began
-    ramp_cpu = 0.0  # the readers' CPU seconds at the last tick (fresh threads start at 0)
+    ramp_cpu = 0.0  # the readers' busy seconds at the last tick (fresh threads start at 0)
     try:
         while True:
             done, pending = wait(futures, timeout=_Read.RAMP_EVERY, return_when=FIRST_EXCEPTION)
@@ -320,7 +325,7 @@ def read_parts(
                 future.result()  # the first failure, unchanged
             if not pending:
                 if on_progress is not None:
-                    on_progress(sum(worker.bytes_read for worker in read.workers), size)
+                    on_progress(read.bytes_read, size)
                 break
             now = time.monotonic()
             cpu = sum(worker.cpu for worker in read.workers)
@@ -331,12 +336,12 @@ def read_parts(
             ramp_wall, ramp_cpu = now, cpu
             if on_progress is not None and now - last_progress >= progress_every:
                 last_progress = now
-                on_progress(sum(worker.bytes_read for worker in read.workers), size)
+                on_progress(read.bytes_read, size)
     finally:
         read.stop.set()
         # Not waiting: a thread blocked on a silent socket ends at the socket's timeout.
         executor.shutdown(wait=False, cancel_futures=True)
         counters.get_requests += sum(worker.get_requests for worker in read.workers)
         counters.retries += sum(worker.retries for worker in read.workers)
-        counters.bytes_read += sum(worker.bytes_read for worker in read.workers)
+        counters.bytes_read += read.bytes_read
         counters.seconds += time.monotonic() - began
