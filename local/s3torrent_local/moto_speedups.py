@@ -1,0 +1,63 @@
+"""Two fixes to moto's SQS that keep its answers and make them O(1) per message again.
+
+moto (5.2.5) asks for "now" through `datetime` (two datetimes and a subtraction per call),
+and asks it for *every* message on every queue operation: `Queue.attributes` counts the
+visible, delayed and in-flight messages on each SendMessage, and ReceiveMessage computes
+all of a queue's attributes once per message it considers, only to read its retention
+period. A burst of 500 uploads into the local stack spent about half of the process's CPU
+there (py-spy), so the time to settle grew with the square of the queue's depth.
+
+The fixes: "now" from `time.time()` (the same clock moto reads, without the datetimes),
+and the retention check reading the queue's retention period directly. Nothing else
+changes; `tests/unit/test_moto_speedups.py` checks the answers against moto's own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+import moto.sqs.models as sqs_models
+
+_ORIGINAL_UNIX_TIME = sqs_models.unix_time
+_ORIGINAL_UNIX_TIME_MILLIS = sqs_models.unix_time_millis
+_ORIGINAL_RETENTION_CHECK = sqs_models.SQSBackend.is_message_valid_based_on_retention_period
+
+
+def unix_time(dt: datetime.datetime | None = None) -> float:
+    """moto's `unix_time`, without building two datetimes to learn the current time."""
+    return time.time() if dt is None else _ORIGINAL_UNIX_TIME(dt)
+
+
+def unix_time_millis(dt: datetime.datetime | None = None) -> float:
+    """moto's `unix_time_millis`, likewise."""
+    return time.time() * 1000.0 if dt is None else _ORIGINAL_UNIX_TIME_MILLIS(dt)
+
+
+def is_message_valid_based_on_retention_period(
+    self: sqs_models.SQSBackend, queue_name: str, message: sqs_models.Message
+) -> bool:
+    """Whether `message` is still within its queue's retention period (moto's rule)."""
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
+def install() -> None:
+    """Apply the fixes (idempotent). Every moto server in this process gets them."""
+    module: Any = sqs_models
+    module.unix_time = unix_time
+    module.unix_time_millis = unix_time_millis
+    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+
+
+def uninstall() -> None:
+    """moto as it ships (for tests comparing the two)."""
+    module: Any = sqs_models
+    module.unix_time = _ORIGINAL_UNIX_TIME
+    module.unix_time_millis = _ORIGINAL_UNIX_TIME_MILLIS
+    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        _ORIGINAL_RETENTION_CHECK
+    )

@@ -1,0 +1,98 @@
+"""The local stack's fixes to moto's SQS give moto's own answers, and are cheaper."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.sqs.models import sqs_backends
+
+from s3torrent_local import moto_speedups
+
+
+def scenario() -> dict[str, Any]:
+    """Queue operations whose answers depend on the clock and on the retention check."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    for n in range(6):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{n}", DelaySeconds=30 if n < 2 else 0)
+    # Two messages sent 61 s ago: past the queue's retention period, never received.
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["q"]
+    for message in queue._messages[-2:]:
+        message.sent_timestamp -= 61_000
+    received = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
+    )["Messages"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return {
+        "received": sorted(message["Body"] for message in received),
+        "visible": attributes["ApproximateNumberOfMessages"],
+        "in_flight": attributes["ApproximateNumberOfMessagesNotVisible"],
+        "delayed": attributes["ApproximateNumberOfMessagesDelayed"],
+    }
+
+
+def test_queue_answers_are_moto_s() -> None:
+    with mock_aws():
+        shipped = scenario()
+    moto_speedups.install()
+    try:
+        with mock_aws():
+            fixed = scenario()
+    finally:
+        moto_speedups.uninstall()
+    assert fixed == shipped
+    assert fixed["received"] == ["m2", "m3"]  # m0, m1 delayed; m4, m5 past retention
+    assert fixed["delayed"] == "2"
+
+
+def test_now_is_the_same_clock() -> None:
+    moto_speedups.install()
+    try:
+        before = time.time()
+        fixed = moto_speedups.unix_time()
+        original = moto_speedups._ORIGINAL_UNIX_TIME()
+        after = time.time()
+        assert before <= fixed <= after
+        assert before - 0.001 <= original <= after + 0.001
+        assert abs(moto_speedups.unix_time_millis() / 1000 - time.time()) < 0.5
+    finally:
+        moto_speedups.uninstall()
+
+
+@mock_aws
+def test_receiving_no_longer_computes_every_attribute_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto builds all of a queue's attributes (an O(depth) count) once per message it
+    receives, which made a deep queue quadratic; the fix reads the retention period only."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": str(n)} for n in range(10)]
+    )
+    calls = []
+    backend_class = type(sqs_backends["123456789012"]["us-east-1"])
+    original = backend_class.get_queue_attributes
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend_class, "get_queue_attributes", counted)
+
+    def receive() -> int:
+        calls.clear()
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        assert len(answer["Messages"]) == 10
+        return len(calls)
+
+    assert receive() >= 10  # moto as it ships: once per message
+    moto_speedups.install()
+    try:
+        assert receive() == 0
+    finally:
+        moto_speedups.uninstall()
