@@ -43,7 +43,9 @@ FLAT_KEYS = (
     "stack_name",
 )
 # Runtime fields the stack fills in itself (resource names, the region it deploys to).
-STACK_OWNED_FIELDS = frozenset({"region", "queue_url", "backfill_queue_url", "backfill_table"})
+STACK_OWNED_FIELDS = frozenset(
+    {"region", "queue_url", "backfill_queue_url", "backfill_table", "job_max_receives"}
+)
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (

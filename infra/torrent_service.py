@@ -215,6 +215,7 @@ class S3TorrentService(Construct):
                 "queue_url": self.worker_queue.queue_url,
                 "backfill_queue_url": self.backfill_queue.queue_url,
                 "backfill_table": self.table.table_name,
+                "job_max_receives": self.config.max_receive_count,
             }
         )
         environment = runtime.to_env()

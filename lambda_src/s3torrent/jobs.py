@@ -189,8 +189,11 @@ class Worker:
         self.service = service
         self.progress = progress
 
-    def handle_body(self, body: str) -> None:
-        """Process one SQS body; raises only what is worth retrying."""
+    def handle_body(self, body: str, *, last_delivery: bool = False) -> None:
+        """Process one SQS body; raises only what is worth retrying.
+
+        `last_delivery`: SQS moves the message to the DLQ if this attempt fails too.
+        """
         try:
             payload = json.loads(body)
         except ValueError:
@@ -200,15 +203,15 @@ class Worker:
             self._reject("malformed message body: not a JSON object", body=body[:200])
             return
         if payload.get("Type") == "Notification" and isinstance(payload.get("Message"), str):
-            self.handle_body(payload["Message"])  # S3 -> SNS -> SQS
+            self.handle_body(payload["Message"], last_delivery=last_delivery)  # S3 -> SNS -> SQS
             return
         if payload.get("Event") == "s3:TestEvent":
             logger.info("s3:TestEvent acknowledged", extra={"bucket": payload.get("Bucket")})
             return
         if "Records" in payload:
-            self._notifications(payload)
+            self._notifications(payload, last_delivery=last_delivery)
         elif payload.get("type") == JOB_TYPE:
-            self._job(payload)
+            self._job(payload, last_delivery=last_delivery)
         else:
             self._reject("unknown message type", keys=sorted(payload)[:10])
 
@@ -233,7 +236,7 @@ class Worker:
 
     # -- kinds of message -------------------------------------------------------------------
 
-    def _notifications(self, payload: dict[str, Any]) -> None:
+    def _notifications(self, payload: dict[str, Any], *, last_delivery: bool) -> None:
         retry: S3TorrentError | None = None
         if not isinstance(payload["Records"], list):
             self._reject("malformed S3 notification: Records is not a list")
@@ -249,31 +252,36 @@ class Worker:
                 self._reject("malformed S3 notification record")
                 continue
             try:
-                self._object_event(name, bucket, key)
+                self._object_event(name, bucket, key, last_delivery=last_delivery)
             except S3TorrentError as error:
                 retry = retry or error  # the others in this message still get their turn
         if retry is not None:
             raise retry
 
-    def _object_event(self, name: str, bucket: str, key: str) -> None:
+    def _object_event(self, name: str, bucket: str, key: str, *, last_delivery: bool) -> None:
         # The event's version id is deliberately not used: the torrent next to a key
         # describes the object as it is now, so an old or reordered event can never write
         # a torrent of a version that is no longer current.
         ref = ObjectRef(bucket, key)
         if name.startswith("ObjectCreated:"):
-            self._create(ref)
+            self._create(ref, last_delivery=last_delivery)
         elif name.startswith("ObjectRemoved:"):
             self._remove(ref)
         else:
             self._reject("unsupported S3 event type", event_name=name, uri=ref.uri)
 
-    def _job(self, payload: dict[str, Any]) -> None:
+    def _job(self, payload: dict[str, Any], *, last_delivery: bool) -> None:
         try:
             job = JobMessage.model_validate(payload)
         except ValidationError as error:
             self._reject(f"malformed job message: {_short(error)}")
             return
-        self._create(job.ref(), overrides=job.overrides, backfill_id=job.backfill_id)
+        self._create(
+            job.ref(),
+            overrides=job.overrides,
+            backfill_id=job.backfill_id,
+            last_delivery=last_delivery,
+        )
 
     # -- doing it ----------------------------------------------------------------------------
 
@@ -283,6 +291,7 @@ class Worker:
         *,
         overrides: Mapping[str, Any] | None = None,
         backfill_id: str | None = None,
+        last_delivery: bool = False,
     ) -> None:
         if ref.key.endswith(".torrent"):
             # Our own writes come back as events: never a source (no trigger loop).
@@ -297,12 +306,22 @@ class Worker:
             self._count(backfill_id, done=1)
             return
         except S3TorrentError as error:
-            if error.retryable:
+            if not error.retryable:
+                self._reject(str(error), uri=ref.uri, error=error.code)
+                self._count(backfill_id, failed=1)
+                return
+            if not last_delivery:
                 logger.warning("retrying", extra={"uri": ref.uri, "reason": str(error)})
                 raise
-            self._reject(str(error), uri=ref.uri, error=error.code)
+            # SQS moves the message to the DLQ after this: the backfill counts it failed
+            # now, or it would wait for it forever.
+            logger.error(
+                "last delivery failed: off to the dead-letter queue",
+                extra={"uri": ref.uri, "reason": str(error), "error": error.code},
+            )
+            count(Metric.TORRENTS_FAILED)
             self._count(backfill_id, failed=1)
-            return
+            raise
         record_result(result)
         self._log_result(result)
         self._count(backfill_id, done=1)

@@ -29,6 +29,14 @@ Action = Literal["missing", "stale", "fresh", "skip"]
 
 STATE_VERSION = 1
 
+# A continuation carries the held objects in its SQS message (256 KiB at most; a held
+# object costs up to ~3.2 KiB of it with a 1,024-byte key of non-ASCII characters). Objects
+# pile up only along a chain of keys each extending the last (`a`, `a-1`, `a-1-x`, ...: every
+# torrent key of the chain sorts after all of it). Past this many, the object whose torrent
+# would come soonest is decided "missing" at once: its job then finds a fresh torrent by
+# itself (a HEAD and a GET), so the cap costs requests, never a wrong torrent.
+MAX_PENDING = 64
+
 
 @dataclass(frozen=True)
 class PlannedObject:
@@ -142,7 +150,8 @@ class BackfillPlanner:
         self.torrents_listed += 1
         item = self._pending.pop(torrent.key[: -len(TORRENT_SUFFIX)], None)
         if item is None:
-            self.orphans += 1  # no source listed (deleted, skipped, or outside the prefix)
+            # No source held: deleted, skipped, outside the prefix, or past MAX_PENDING.
+            self.orphans += 1
             return
         # Same-second writes count as fresh: S3 lists LastModified to the second, and an
         # event-driven torrent is usually written within a second of its object.
@@ -164,6 +173,11 @@ class BackfillPlanner:
             return
         self._pending[item.key] = item
         heapq.heappush(self._heap, item.key + TORRENT_SUFFIX)
+        while len(self._pending) > MAX_PENDING:
+            source = heapq.heappop(self._heap)[: -len(TORRENT_SUFFIX)]
+            held = self._pending.pop(source, None)
+            if held is not None:
+                decided.append(_planned(held, "missing"))
 
 
 def _planned(item: ListedObject, action: Action, reason: str | None = None) -> PlannedObject:

@@ -84,6 +84,10 @@ class Settings(BaseModel):
     queue_url: str | None = None
     backfill_queue_url: str | None = None
     backfill_table: str | None = None
+    # Deliveries of a worker-queue message before SQS moves it to the DLQ (the queue's
+    # maxReceiveCount, set by the stack): a backfill job failing on its last delivery is
+    # counted failed, so the backfill still completes.
+    job_max_receives: int = Field(default=5, ge=1, le=1000)
 
     @field_validator("piece_length")
     @classmethod

@@ -20,8 +20,10 @@ from typing import Any
 
 import moto.sqs.models as sqs_models
 
-_ORIGINAL_UNIX_TIME = sqs_models.unix_time
-_ORIGINAL_UNIX_TIME_MILLIS = sqs_models.unix_time_millis
+# moto's module, untyped where it imports its clock from moto.core.utils.
+_MODULE: Any = sqs_models
+_ORIGINAL_UNIX_TIME = _MODULE.unix_time
+_ORIGINAL_UNIX_TIME_MILLIS = _MODULE.unix_time_millis
 _ORIGINAL_RETENTION_CHECK = sqs_models.SQSBackend.is_message_valid_based_on_retention_period
 
 
@@ -39,15 +41,15 @@ def is_message_valid_based_on_retention_period(
     self: sqs_models.SQSBackend, queue_name: str, message: sqs_models.Message
 ) -> bool:
     """Whether `message` is still within its queue's retention period (moto's rule)."""
-    retention_period = int(self.get_queue(queue_name).message_retention_period)
-    return retention_period + message.sent_timestamp / 1000 > unix_time()
+    queue: Any = self.get_queue(queue_name)
+    sent = float(message.sent_timestamp or 0)
+    return int(queue.message_retention_period) + sent / 1000 > unix_time()
 
 
 def install() -> None:
     """Apply the fixes (idempotent). Every moto server in this process gets them."""
-    module: Any = sqs_models
-    module.unix_time = unix_time
-    module.unix_time_millis = unix_time_millis
+    _MODULE.unix_time = unix_time
+    _MODULE.unix_time_millis = unix_time_millis
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period
     )
@@ -55,9 +57,8 @@ def install() -> None:
 
 def uninstall() -> None:
     """moto as it ships (for tests comparing the two)."""
-    module: Any = sqs_models
-    module.unix_time = _ORIGINAL_UNIX_TIME
-    module.unix_time_millis = _ORIGINAL_UNIX_TIME_MILLIS
+    _MODULE.unix_time = _ORIGINAL_UNIX_TIME
+    _MODULE.unix_time_millis = _ORIGINAL_UNIX_TIME_MILLIS
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         _ORIGINAL_RETENTION_CHECK
     )

@@ -93,7 +93,11 @@ def parse_scope(text: str) -> BucketScope:
 
 
 def local_settings(
-    base: Settings, scopes: Sequence[BucketScope], endpoint: str, resources: Resources
+    base: Settings,
+    scopes: Sequence[BucketScope],
+    endpoint: str,
+    resources: Resources,
+    max_receive_count: int,
 ) -> Settings:
     """The deployed stack's settings, pointed at the embedded endpoint and its resources.
 
@@ -112,6 +116,7 @@ def local_settings(
         queue_url=resources.worker_queue_url,
         backfill_queue_url=resources.backfill_queue_url,
         backfill_table=resources.table,
+        job_max_receives=max_receive_count,
     )
     return Settings.from_mapping(values)
 
@@ -178,7 +183,9 @@ class LocalStack:
         self.moto.start()
         resources = self._create_resources()
         base = Settings.from_env(self.config.environ)
-        self.settings = local_settings(base, self.config.buckets, self.moto.url, resources)
+        self.settings = local_settings(
+            base, self.config.buckets, self.moto.url, resources, self.config.max_receive_count
+        )
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
             os.environ.pop(name, None)
         os.environ.update(function_environment(self.settings, self.moto.url, self.config))

@@ -138,6 +138,7 @@ def test_every_context_key_is_documented_once_in_the_deploy_table() -> None:
         "queue_url",
         "backfill_queue_url",
         "backfill_table",
+        "job_max_receives",  # set by the stack from max_receive_count
         "endpoint_credentials_secret",  # set by the stack from endpoint_credentials_secret_arn
     }
     keys |= set(FLAT_KEYS)

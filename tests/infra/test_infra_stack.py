@@ -67,6 +67,9 @@ def test_queue_has_dlq_redrive_and_six_times_the_function_timeout(
     assert props["VisibilityTimeout"] >= 6 * timeout
     function = one(full, "AWS::Lambda::Function", f"S3Torrent{label}Function")[1]
     assert function["Properties"]["Timeout"] == timeout
+    # The worker knows when a delivery is the last before the DLQ (see jobs.Worker).
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["S3TORRENT_JOB_MAX_RECEIVES"] == str(props["RedrivePolicy"]["maxReceiveCount"])
     assert props["VisibilityTimeout"] == 6 * function["Properties"]["Timeout"]
     assert props["SqsManagedSseEnabled"] is True
     assert dlq["Properties"]["SqsManagedSseEnabled"] is True

@@ -8,6 +8,7 @@ tests/events (the bodies are the S3 notifications moto/S3 send), against moto's 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 from collections.abc import Iterator
@@ -18,9 +19,12 @@ import pytest
 from faults.events import created, load, removed, s3_notification, sqs_event
 from faults.helpers import reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultProxy, FaultRule
+from handler_support import client, make_resources
 from s3torrent.handlers import s3_events
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.jobs import JobMessage
 from s3torrent.metainfo import read_torrent
+from s3torrent.progress import ProgressStore, StepClaim
 from s3torrent.settings import Settings
 from s3torrent_local.lambda_context import FakeLambdaContext
 from s3torrent_local.queues import EventSource, QueueConsumer
@@ -187,26 +191,20 @@ def test_poison_messages_are_logged_and_acknowledged_the_rest_unaffected(
     print(f"\nPOISON: {len(bodies)} messages, reasons logged: {len(reasons)}")
 
 
-@pytest.mark.slow
-def test_a_message_that_never_succeeds_ends_in_the_dlq(
-    worker: Any, fault_proxy: FaultProxy, s3_client: Any, sqs_client: Any, bucket: str
-) -> None:
-    """Through a real (moto) queue with a redrive policy, polled like Lambda does."""
-    worker(fault_proxy.url)
-    s3_client.put_object(Bucket=bucket, Key="cursed.bin", Body=b"x" * 5000)
-    s3_client.put_object(Bucket=bucket, Key="fine.bin", Body=b"y" * 5000)
-    fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOWDOWN, key=r"^cursed\.bin$")])
-    dlq_url = sqs_client.create_queue(QueueName=f"{bucket}-dlq")["QueueUrl"]
+def through_a_redrive_queue(
+    sqs_client: Any, name: str, bodies: list[str], max_receive_count: int
+) -> tuple[list[str], int]:
+    """Send `bodies` to a real (moto) queue with a DLQ, polled like Lambda does until it is
+    empty: (the bodies that reached the DLQ, polls)."""
+    dlq_url = sqs_client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
     queue_url = sqs_client.create_queue(
-        QueueName=f"{bucket}-q",
-        Attributes={
-            "RedrivePolicy": f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "2"}}'
-        },
+        QueueName=f"{name}-q", Attributes={"RedrivePolicy": json.dumps(redrive)}
     )["QueueUrl"]
-    for body in (created(bucket, "cursed.bin"), created(bucket, "fine.bin"), "not json"):
+    for body in bodies:
         sqs_client.send_message(QueueUrl=queue_url, MessageBody=body)
     consumer = QueueConsumer(
         sqs_client,
@@ -216,7 +214,7 @@ def test_a_message_that_never_succeeds_ends_in_the_dlq(
             queue_arn=queue_url,
             handler=lambda: s3_events.lambda_handler,
             timeout_seconds=60,
-            max_receive_count=2,
+            max_receive_count=max_receive_count,
             retry_delay_seconds=0,
             poll_seconds=0,
         ),
@@ -226,10 +224,63 @@ def test_a_message_that_never_succeeds_ends_in_the_dlq(
         polls += 1
     assert polls < 10
     left = sqs_client.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages", [])
+    assert left == []
     dead = sqs_client.receive_message(
         QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
     ).get("Messages", [])
-    assert left == []
-    assert [m["Body"] for m in dead] == [created(bucket, "cursed.bin")]
+    return [message["Body"] for message in dead], polls
+
+
+@pytest.mark.slow
+def test_a_message_that_never_succeeds_ends_in_the_dlq(
+    worker: Any, fault_proxy: FaultProxy, s3_client: Any, sqs_client: Any, bucket: str
+) -> None:
+    """Through a real (moto) queue with a redrive policy, polled like Lambda does."""
+    worker(fault_proxy.url, job_max_receives=2)
+    s3_client.put_object(Bucket=bucket, Key="cursed.bin", Body=b"x" * 5000)
+    s3_client.put_object(Bucket=bucket, Key="fine.bin", Body=b"y" * 5000)
+    fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOWDOWN, key=r"^cursed\.bin$")])
+    bodies = [created(bucket, "cursed.bin"), created(bucket, "fine.bin"), "not json"]
+    dead, polls = through_a_redrive_queue(sqs_client, bucket, bodies, max_receive_count=2)
+    assert dead == [created(bucket, "cursed.bin")]
     assert torrent_keys(s3_client, bucket) == ["fine.bin.torrent"]
     print(f"\nDLQ: {polls} polls; faults {fault_proxy.policy.summary()}")
+
+
+@pytest.mark.slow
+def test_a_backfill_job_that_ends_in_the_dlq_is_counted_failed_and_the_backfill_completes(
+    worker: Any,
+    fault_proxy: FaultProxy,
+    s3_client: Any,
+    sqs_client: Any,
+    bucket: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job retried until SQS gives up on it must not leave its backfill waiting forever."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
+    table = make_resources(moto_endpoint).table
+    progress = ProgressStore(client("dynamodb", moto_endpoint), table)
+    assert progress.create("bf-dlq", bucket, "")
+    assert progress.claim_step("bf-dlq", 0, "test", 60) is StepClaim.CLAIMED
+    assert progress.commit_step("bf-dlq", 0, "test", {"listed": 2, "queued": 2}, next_message=None)
+    assert progress.get("bf-dlq").state == "listed"  # type: ignore[union-attr]
+    worker(fault_proxy.url, backfill_table=table, job_max_receives=3)
+    s3_client.put_object(Bucket=bucket, Key="cursed.bin", Body=b"x" * 5000)
+    s3_client.put_object(Bucket=bucket, Key="fine.bin", Body=b"y" * 5000)
+    fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOWDOWN, key=r"^cursed\.bin$")])
+    jobs = [
+        JobMessage(bucket=bucket, key=key, backfill_id="bf-dlq").to_body()
+        for key in ("cursed.bin", "fine.bin")
+    ]
+    with caplog.at_level(logging.WARNING):
+        dead, _ = through_a_redrive_queue(sqs_client, bucket, jobs, max_receive_count=3)
+    assert dead == [jobs[0]]
+    assert torrent_keys(s3_client, bucket) == ["fine.bin.torrent"]
+    final = progress.get("bf-dlq")
+    assert final is not None
+    assert (final.state, final.counters["done"], final.counters["failed"]) == ("complete", 1, 1)
+    text = caplog.text
+    assert text.count("retrying") >= 2  # the first two deliveries of cursed.bin
+    assert "last delivery failed: off to the dead-letter queue" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -207,3 +208,48 @@ def test_twenty_thousand_objects_half_fresh() -> None:
     for item in decided.values():
         counts[item.action] += 1
     assert counts == {"fresh": 10_000, "missing": 10_000, "stale": 0, "skip": 0}
+
+
+def test_a_chain_of_extending_keys_holds_at_most_max_pending_objects() -> None:
+    """`k`, `k-`, `k--`, ...: every torrent sorts after the whole chain, so all would be held."""
+    from s3torrent.jobs import BackfillMessage
+    from s3torrent.planner import MAX_PENDING
+
+    # About the costliest keys a continuation can carry: ~1,000 bytes, mostly 4-byte
+    # characters, each 12 bytes once JSON escapes it (queue bodies are ASCII); `<key>.torrent`
+    # still fits S3's 1,024 bytes.
+    stem = "\U0001f600" * 200
+    chain = [stem + "-" * n for n in range(3 * MAX_PENDING)]
+    etag = '"' + "f" * 32 + '-10000"'  # a multipart ETag, the longest kind
+    items = [
+        dataclasses.replace(item, etag=etag)
+        for item in listing(
+            *[obj(key, at=0) for key in chain],
+            *[obj(key + ".torrent", at=0) for key in chain],  # every one of them fresh
+        )
+    ]
+    planner = BackfillPlanner(SETTINGS, BUCKET)
+    decided: list[PlannedObject] = []
+    largest = 0
+    for start in range(0, len(items), 10):
+        decided += planner.feed(items[start : start + 10])
+        assert planner.pending <= MAX_PENDING
+        message = BackfillMessage(
+            backfill_id="b" * 128,
+            bucket=BUCKET,
+            step=99,
+            planner_state=planner.state(),
+            continuation_token="t" * 1024,
+            start_after=items[start].key,
+        )
+        largest = max(largest, len(message.to_body().encode()))
+    decided += planner.finish()
+    print(f"\nlargest continuation: {largest} bytes")
+    assert largest < 256 * 1024, f"a continuation of {largest} bytes does not fit SQS"
+    by_key = {item.key: item.action for item in decided}
+    assert sorted(by_key) == sorted(chain), "every object decided exactly once"
+    assert len(decided) == len(chain)
+    # Held ones pair with their torrents; the ones let go early are "missing" (their jobs
+    # will find the fresh torrent), never "stale" or "skip".
+    assert set(by_key.values()) == {"fresh", "missing"}
+    assert list(by_key.values()).count("fresh") == MAX_PENDING

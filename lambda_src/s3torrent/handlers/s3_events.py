@@ -31,7 +31,10 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def record_handler(record: SQSRecord) -> None:
     """One worker-queue message; raises only what is worth retrying."""
-    runtime.worker.handle_body(record.body)
+    receives = int(record.attributes.approximate_receive_count or 1)
+    runtime.worker.handle_body(
+        record.body, last_delivery=receives >= runtime.settings.job_max_receives
+    )
 
 
 def batch_operations(event: dict[str, Any]) -> dict[str, Any]:
