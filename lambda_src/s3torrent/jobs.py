@@ -110,6 +110,12 @@ def _short(error: Exception) -> str:
 
 # --- sending -------------------------------------------------------------------------------
 
+# How long a job queued on request holds off the same job (same object version, same
+# options): the longest a worker runs (15 minutes). A client polling `?torrent` every
+# Retry-After would otherwise start one more full read of a huge object per poll, all
+# hashing the same bytes at once.
+REQUESTED_JOB_HOLD_SECONDS = 900.0
+
 
 class JobQueue:
     """Sends bodies to one SQS queue, 10 at a time, retrying the entries SQS failed."""
@@ -180,6 +186,36 @@ class JobQueue:
 
 
 # --- the worker ----------------------------------------------------------------------------
+
+
+def queue_requested_job(
+    queue: JobQueue,
+    marks: ProgressStore | None,
+    job: JobMessage,
+    source_etag: str | None,
+    *,
+    hold_seconds: float = REQUESTED_JOB_HOLD_SECONDS,
+) -> bool:
+    """Send a job asked for through the API, unless the same one was sent in the last
+    `hold_seconds` for the same object version; True when this call sent it.
+
+    Without a table (`marks` None) or an ETag, every request sends (duplicates stay
+    correct, only costlier: writes are ETag-checked and identical).
+    """
+    body = job.to_body()
+    if marks is None or not source_etag:
+        queue.send(body)
+        return True
+    job_id = hashlib.sha256(f"{body}\n{source_etag}".encode()).hexdigest()
+    if not marks.claim_job(job_id, hold_seconds):
+        logger.info("same job queued recently", extra={"uri": job.ref().uri})
+        return False
+    try:
+        queue.send(body)
+    except Exception:
+        marks.release_job(job_id)  # the next request must be able to queue it
+        raise
+    return True
 
 
 class Worker:

@@ -119,3 +119,6 @@ class TorrentResult:
     source: str | None = None  # "native" or "computed" when CREATED
     skip_reason: SkipReason | None = None
     counters: TransferCounters = field(default_factory=TransferCounters)
+    # The ETag of the object the call looked at, when a skip happened after reading its
+    # metadata (TOO_LARGE: the API keys its queued-job dedupe on it).
+    source_etag: str | None = None

@@ -23,6 +23,7 @@ from s3torrent.errors import BackfillNotFound, TransientServiceError
 
 COUNTERS = ("listed", "queued", "fresh", "skipped", "done", "failed", "requests", "continuations")
 RETENTION_SECONDS = 30 * 24 * 3600  # `expires_at` is the table's TTL attribute
+QUEUED_JOB_PREFIX = "queued-job:"  # ids of claim_job's marks (backfill ids are hex or sched-)
 
 
 class StepClaim(enum.StrEnum):
@@ -112,7 +113,47 @@ class ProgressStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return _progress(item) if item else None
+        if not item or backfill_id.startswith(QUEUED_JOB_PREFIX):
+            return None
+        return _progress(item)
+
+    # -- queued jobs ----------------------------------------------------------------------
+
+    def claim_job(self, job_id: str, seconds: float) -> bool:
+        """Mark a job as queued for `seconds`; False while an earlier mark is still live.
+
+        The marks share the table (their ids start with `QUEUED_JOB_PREFIX`, which no
+        backfill id does; `get` never returns one). A mark past its time counts as gone
+        even before DynamoDB's TTL deletes it.
+        """
+        now = self.clock()
+        try:
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key={"backfill_id": {"S": QUEUED_JOB_PREFIX + job_id}},
+                UpdateExpression="SET expires_at = :until",
+                ConditionExpression="attribute_not_exists(backfill_id) OR expires_at < :now",
+                ExpressionAttributeValues={
+                    ":until": {"N": str(int(now + seconds))},
+                    ":now": {"N": str(int(now))},
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def release_job(self, job_id: str) -> None:
+        """Let the job be queued again at once (its message could not be sent)."""
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"backfill_id": {"S": QUEUED_JOB_PREFIX + job_id}},
+            UpdateExpression="SET expires_at = :gone",
+            ExpressionAttributeValues={":gone": {"N": "0"}},
+        )
 
     # -- counters -------------------------------------------------------------------------
 

@@ -254,7 +254,7 @@ class TorrentService:
         if max_bytes is not None:
             limit = min(limit, max_bytes)
         if info.size > limit:
-            return self._skipped(ref, SkipReason.TOO_LARGE, counters)
+            return self._skipped(ref, SkipReason.TOO_LARGE, counters, source_etag=info.etag)
         try:
             torrent, source = self._produce(info, name, settings, options, counters, on_progress)
             if write:
@@ -555,13 +555,20 @@ class TorrentService:
             return None
 
     @staticmethod
-    def _skipped(ref: ObjectRef, reason: SkipReason, counters: TransferCounters) -> TorrentResult:
+    def _skipped(
+        ref: ObjectRef,
+        reason: SkipReason,
+        counters: TransferCounters,
+        *,
+        source_etag: str | None = None,
+    ) -> TorrentResult:
         return TorrentResult(
             outcome=Outcome.SKIPPED,
             ref=ref,
             torrent_key=ref.torrent_key,
             skip_reason=reason,
             counters=counters,
+            source_etag=source_etag,
         )
 
     @staticmethod

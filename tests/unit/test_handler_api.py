@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +30,13 @@ from handler_support import (
     load_event,
     make_resources,
 )
+from s3torrent import jobs
+from s3torrent.errors import TransientServiceError
 from s3torrent.handlers import api
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.jobs import JobMessage
 from s3torrent.metainfo import read_torrent
+from s3torrent.progress import QUEUED_JOB_PREFIX
 from s3torrent.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -305,6 +310,59 @@ def test_object_over_inline_limit_is_queued_and_answered_503(
     assert header(post, "Location") == body["location"]
     (job,) = [json.loads(b) for b in drain(stack.sqs, stack.queue_url)]
     assert job["key"] == KEY and job["overrides"]["comment"] == "Q1"
+
+
+def test_polling_a_large_object_queues_one_job_per_version_and_options(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client retrying `?torrent` every Retry-After must not start one more full read of
+    the same huge object per poll (they would all hash the same bytes at once)."""
+    resources = type("R", (), {})()
+    resources.queue_url, resources.backfill_queue_url = stack.queue_url, stack.backfill_queue_url
+    resources.table = stack.runtime.settings.backfill_table
+    runtime = Runtime(make_settings(resources, api_inline_max_bytes=10), session=SESSION)
+    monkeypatch.setattr(api, "runtime", runtime)
+
+    def queued_after(event_file: str, times: int) -> list[dict[str, Any]]:
+        for _ in range(times):
+            assert call(load_event(event_file))["statusCode"] in (202, 503)
+        return [json.loads(body) for body in drain(stack.sqs, stack.queue_url)]
+
+    assert len(queued_after("apigw_get_object_torrent.json", 3)) == 1
+    # Other options make another torrent: one more job, once.
+    (job,) = queued_after("apigw_post_torrents.json", 2)
+    assert job["overrides"]["comment"] == "Q1"
+    assert queued_after("apigw_get_object_torrent.json", 1) == []
+    # A new version of the object is another job.
+    stack.s3.put_object(Bucket=BUCKET, Key=KEY, Body=BODY + b"!")
+    assert len(queued_after("apigw_get_object_torrent.json", 2)) == 1
+    # Past the hold (a worker's longest run), the job may have died: queued again.
+    later = time.time() + jobs.REQUESTED_JOB_HOLD_SECONDS + 1
+    monkeypatch.setattr(runtime.progress, "clock", lambda: later)
+    assert len(queued_after("apigw_get_object_torrent.json", 2)) == 1
+    # One mark per distinct job, none of them a backfill.
+    marks = [
+        item["backfill_id"]["S"]
+        for item in client("dynamodb").scan(TableName=resources.table)["Items"]
+    ]
+    assert len(marks) == 3 and all(mark.startswith(QUEUED_JOB_PREFIX) for mark in marks)
+    assert [runtime.progress.get(mark) for mark in marks] == [None] * 3
+
+
+def test_a_job_that_could_not_be_sent_is_not_held(stack: Stack) -> None:
+    class Refusing:
+        def send(self, body: str) -> None:
+            raise TransientServiceError("SQS is down")
+
+    marks = stack.runtime.progress
+    job = JobMessage(bucket=BUCKET, key=KEY)
+    with pytest.raises(TransientServiceError):
+        jobs.queue_requested_job(Refusing(), marks, job, '"etag"')  # type: ignore[arg-type]
+    sent: list[str] = []
+    queue = type("Queue", (), {"send": lambda self, body: sent.append(body)})()
+    assert jobs.queue_requested_job(queue, marks, job, '"etag"')
+    assert not jobs.queue_requested_job(queue, marks, job, '"etag"')
+    assert sent == [job.to_body()]
 
 
 # --- POST /torrents, GET /torrents/{bucket}/{key+} -------------------------------------------

@@ -57,7 +57,7 @@ from s3torrent.errors import (
     UnsupportedObject,
 )
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.jobs import JobMessage, scoped_prefix
+from s3torrent.jobs import JobMessage, queue_requested_job, scoped_prefix
 from s3torrent.model import ObjectRef, Outcome, SkipReason, TorrentResult
 from s3torrent.observability import logger, metrics, record_result, tracer
 from s3torrent.settings import Settings
@@ -146,7 +146,7 @@ def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
         job = JobMessage(
             bucket=ref.bucket, key=ref.key, version_id=ref.version_id, overrides=overrides
         )
-        runtime.worker_queue.send(job.to_body())
+        _queue(job, result)
         body = Queued(location=location, bucket=ref.bucket, key=ref.key)
         return _json(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
     created = _made(result).outcome is Outcome.CREATED
@@ -362,7 +362,7 @@ def _serve_torrent(ref: ObjectRef) -> Response[Any]:
     result = runtime.service.torrent_for_download(ref, max_bytes=settings.api_inline_max_bytes)
     record_result(result)
     if result.outcome is Outcome.SKIPPED and result.skip_reason is SkipReason.TOO_LARGE:
-        runtime.worker_queue.send(JobMessage(bucket=ref.bucket, key=ref.key).to_body())
+        _queue(JobMessage(bucket=ref.bucket, key=ref.key), result)
         raise TorrentPending(ref.bucket, ref.key, RETRY_AFTER_SECONDS)
     data = _made(result).torrent_bytes or b""
     headers = {"x-amz-request-charged": "requester"} if ref.request_payer else {}
@@ -500,6 +500,11 @@ def _json(status: int, body: Any, **headers: str) -> Response[Any]:
     return Response(
         status, content_type="application/json", body=json.dumps(body, default=str), headers=headers
     )
+
+
+def _queue(job: JobMessage, result: TorrentResult) -> None:
+    marks = runtime.progress if runtime.settings.backfill_table else None
+    queue_requested_job(runtime.worker_queue, marks, job, result.source_etag)
 
 
 def _asks_for_torrent() -> bool:
