@@ -12,7 +12,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from s3torrent_local import moto_speedups
+from s3torrent_local import moto_fixes
 from s3torrent_local.background import BackgroundServer
 
 
@@ -29,7 +29,7 @@ class EmbeddedMoto(BackgroundServer):
     def __init__(self, host: str, port: int) -> None:
         # moto's ThreadedMotoServer binds inside its thread and waits forever when the port is
         # taken, and werkzeug's own bind exits the process: bind here, so OSError says it.
-        moto_speedups.install()
+        moto_fixes.install()
         listener = socket.create_server((host, port))
         try:
             app = DomainDispatcherApplication(create_backend_app)

@@ -11,7 +11,7 @@ moto's SQS recomputes the visibility of every message in the queue, with a slow 
 clock, several times per message sent or received: O(queue length) per message. Left to
 grow to 10,000 messages, sending and reading them took over 5 minutes here. So each step
 lists one page (1,000 keys, ~330 jobs) and the test reads the worker queue after each step,
-and moto's SQS gets the local stack's fixes (s3torrent_local.moto_speedups: the same
+and moto's SQS gets the local stack's fixes (s3torrent_local.moto_fixes: the same
 answers, ~20x cheaper).
 Run with `-s` to see the numbers.
 """
@@ -37,7 +37,7 @@ from handler_support import (
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
-from s3torrent_local import moto_speedups
+from s3torrent_local import moto_fixes
 
 pytestmark = [
     pytest.mark.integration,
@@ -54,12 +54,12 @@ MARKERS = 5
 
 @pytest.fixture
 def fast_sqs_clock() -> Iterator[None]:
-    """The local stack's fixes to moto's SQS (moto_speedups), in this process's moto server."""
-    moto_speedups.install()
+    """The local stack's fixes to moto's SQS (moto_fixes), in this process's moto server."""
+    moto_fixes.install()
     try:
         yield
     finally:
-        moto_speedups.uninstall()
+        moto_fixes.uninstall()
 
 
 def populate(bucket: str) -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
-from s3torrent_local import moto_speedups
+from s3torrent_local import moto_fixes
 
 
 def scenario() -> dict[str, Any]:
@@ -38,29 +40,29 @@ def scenario() -> dict[str, Any]:
 def test_queue_answers_are_moto_s() -> None:
     with mock_aws():
         shipped = scenario()
-    moto_speedups.install()
+    moto_fixes.install()
     try:
         with mock_aws():
             fixed = scenario()
     finally:
-        moto_speedups.uninstall()
+        moto_fixes.uninstall()
     assert fixed == shipped
     assert fixed["received"] == ["m2", "m3"]  # m0, m1 delayed; m4, m5 past retention
     assert fixed["delayed"] == "2"
 
 
 def test_now_is_the_same_clock() -> None:
-    moto_speedups.install()
+    moto_fixes.install()
     try:
         before = time.time()
-        fixed = moto_speedups.unix_time()
-        original = moto_speedups._ORIGINAL_UNIX_TIME()
+        fixed = moto_fixes.unix_time()
+        original = moto_fixes._ORIGINAL_UNIX_TIME()
         after = time.time()
         assert before <= fixed <= after
         assert before - 0.001 <= original <= after + 0.001
-        assert abs(moto_speedups.unix_time_millis() / 1000 - time.time()) < 0.5
+        assert abs(moto_fixes.unix_time_millis() / 1000 - time.time()) < 0.5
     finally:
-        moto_speedups.uninstall()
+        moto_fixes.uninstall()
 
 
 @mock_aws
@@ -91,8 +93,58 @@ def test_receiving_no_longer_computes_every_attribute_per_message(
         return len(calls)
 
     assert receive() >= 10  # moto as it ships: once per message
-    moto_speedups.install()
+    moto_fixes.install()
     try:
         assert receive() == 0
     finally:
-        moto_speedups.uninstall()
+        moto_fixes.uninstall()
+
+
+def concurrent_deletes_and_sends(rounds: int = 5) -> tuple[int, int]:
+    """Delete received messages from 8 threads while 2 threads send: (stuck, lost)."""
+    backend = sqs_backends["123456789012"]["us-east-1"]
+    stuck = lost = 0
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show at once
+    try:
+        for n in range(rounds):
+            name = f"race-{n}"
+            backend.create_queue(name)
+            for i in range(400):
+                backend.send_message(name, f"old {i}")
+            handles = [
+                message.receipt_handle
+                for _ in range(40)
+                for message in backend.receive_message(name, 10, 0, 3600)
+            ]
+            assert len(handles) == 400
+
+            def delete(share: list[str], queue_name: str = name) -> None:
+                for handle in share:
+                    backend.delete_message(queue_name, handle)
+
+            def send(first: int, queue_name: str = name) -> None:
+                for i in range(first, first + 50):
+                    backend.send_message(queue_name, f"new {i}")
+
+            threads = [threading.Thread(target=delete, args=(handles[k::8],)) for k in range(8)]
+            threads += [threading.Thread(target=send, args=(k * 50,)) for k in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            bodies = [message.body for message in backend.queues[name]._messages]
+            stuck += sum(body.startswith("old") for body in bodies)
+            lost += 100 - sum(body.startswith("new") for body in bodies)
+    finally:
+        sys.setswitchinterval(switch)
+    return stuck, lost
+
+
+@mock_aws
+def test_concurrent_deletes_neither_resurrect_nor_lose_messages() -> None:
+    moto_fixes.install()
+    try:
+        assert concurrent_deletes_and_sends() == (0, 0)
+    finally:
+        moto_fixes.uninstall()

@@ -1,4 +1,4 @@
-"""Two fixes to moto's SQS that keep its answers and make them O(1) per message again.
+"""Fixes to moto's SQS for the local stack: O(1) per message again, and thread-safe deletes.
 
 moto (5.2.5) asks for "now" through `datetime` (two datetimes and a subtraction per call),
 and asks it for *every* message on every queue operation: `Queue.attributes` counts the
@@ -9,7 +9,14 @@ there (py-spy), so the time to settle grew with the square of the queue's depth.
 
 The fixes: "now" from `time.time()` (the same clock moto reads, without the datetimes),
 and the retention check reading the queue's retention period directly. Nothing else
-changes; `tests/unit/test_moto_speedups.py` checks the answers against moto's own.
+changes; `tests/unit/test_moto_fixes.py` checks the answers against moto's own.
+
+And one race: `Queue.delete_message` rebuilds the queue's message list without the lock
+`add_message` takes, so under moto's threaded server two deletes at once could put a
+deleted message back (in flight, its receipt handles already spent: stuck until its
+visibility timeout, 90 minutes on the worker queue) and a send during a delete could be
+lost. The local stack's four worker pollers delete batches concurrently; a burst of 500
+uploads on a loaded machine left 5 messages stuck that way. Deletes now take the lock.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ _MODULE: Any = sqs_models
 _ORIGINAL_UNIX_TIME = _MODULE.unix_time
 _ORIGINAL_UNIX_TIME_MILLIS = _MODULE.unix_time_millis
 _ORIGINAL_RETENTION_CHECK = sqs_models.SQSBackend.is_message_valid_based_on_retention_period
+_ORIGINAL_DELETE = sqs_models.Queue.delete_message
 
 
 def unix_time(dt: datetime.datetime | None = None) -> float:
@@ -46,6 +54,13 @@ def is_message_valid_based_on_retention_period(
     return int(queue.message_retention_period) + sent / 1000 > unix_time()
 
 
+def delete_message(self: sqs_models.Queue, receipt_handle: str) -> None:
+    """moto's `Queue.delete_message`, under the lock `add_message` already takes."""
+    lock: Any = self._messages_lock  # a Condition over an RLock
+    with lock:
+        _ORIGINAL_DELETE(self, receipt_handle)
+
+
 def install() -> None:
     """Apply the fixes (idempotent). Every moto server in this process gets them."""
     _MODULE.unix_time = unix_time
@@ -53,6 +68,7 @@ def install() -> None:
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period
     )
+    sqs_models.Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -62,3 +78,4 @@ def uninstall() -> None:
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         _ORIGINAL_RETENTION_CHECK
     )
+    sqs_models.Queue.delete_message = _ORIGINAL_DELETE  # type: ignore[method-assign]
