@@ -24,8 +24,11 @@ system-packages:
 run: install
 	$(BIN)/s3torrent serve
 
+# Test files spread over the cores (one file stays on one worker: its module and session
+# fixtures, e.g. the radosgw, start once). PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= auto
 test: install system-packages
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
