@@ -61,21 +61,27 @@ def delete_message(self: sqs_models.Queue, receipt_handle: str) -> None:
         _ORIGINAL_DELETE(self, receipt_handle)
 
 
+# (where, name, the fix, moto's own)
+_PATCHES: tuple[tuple[Any, str, Any, Any], ...] = (
+    (_MODULE, "unix_time", unix_time, _ORIGINAL_UNIX_TIME),
+    (_MODULE, "unix_time_millis", unix_time_millis, _ORIGINAL_UNIX_TIME_MILLIS),
+    (
+        sqs_models.SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        is_message_valid_based_on_retention_period,
+        _ORIGINAL_RETENTION_CHECK,
+    ),
+    (sqs_models.Queue, "delete_message", delete_message, _ORIGINAL_DELETE),
+)
+
+
 def install() -> None:
     """Apply the fixes (idempotent). Every moto server in this process gets them."""
-    _MODULE.unix_time = unix_time
-    _MODULE.unix_time_millis = unix_time_millis
-    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
-        is_message_valid_based_on_retention_period
-    )
-    sqs_models.Queue.delete_message = delete_message  # type: ignore[method-assign]
+    for owner, name, fixed, _ in _PATCHES:
+        setattr(owner, name, fixed)
 
 
 def uninstall() -> None:
     """moto as it ships (for tests comparing the two)."""
-    _MODULE.unix_time = _ORIGINAL_UNIX_TIME
-    _MODULE.unix_time_millis = _ORIGINAL_UNIX_TIME_MILLIS
-    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
-        _ORIGINAL_RETENTION_CHECK
-    )
-    sqs_models.Queue.delete_message = _ORIGINAL_DELETE  # type: ignore[method-assign]
+    for owner, name, _, original in _PATCHES:
+        setattr(owner, name, original)
