@@ -86,7 +86,7 @@ def _restored(restore: str | None) -> bool:
     return bool(restore) and 'ongoing-request="false"' in str(restore)
 
 
-def _content_disposition(key: str) -> str:
+def content_disposition(key: str) -> str:
     """`attachment` with the torrent's file name; RFC 6266 `filename*` for non-ASCII names."""
     name = key.rsplit("/", 1)[-1] + ".torrent"
     fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
@@ -391,7 +391,7 @@ class S3Objects:
             ref.torrent_key,
             Body=torrent.data,
             ContentType=TORRENT_CONTENT_TYPE,
-            ContentDisposition=_content_disposition(ref.key),
+            ContentDisposition=content_disposition(ref.key),
             Metadata=metadata,
             **params,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from xml.sax.saxutils import escape
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -189,3 +190,13 @@ def transport_error(doing: str, error: BaseException) -> BaseException:
     if isinstance(error, ssl.SSLCertVerificationError):
         return EndpointError(f"{doing}: TLS certificate rejected: {error}")
     return TransientS3Error(f"{doing}: {type(error).__name__}: {error}")
+
+
+def error_document(code: str, message: str, resource: str, request_id: str) -> str:
+    """An S3 `<Error>` body, as the S3-compatible `?torrent` route answers its errors."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
+        f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+        f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId>"
+        "</Error>"
+    )

@@ -20,7 +20,7 @@ from moto import mock_aws
 from s3torrent import errors
 from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TransferCounters
 from s3torrent.ranged_reader import ReaderConfig, read_parts
-from s3torrent.s3 import S3Objects, _content_disposition, is_retryable, translate_error
+from s3torrent.s3 import S3Objects, content_disposition, is_retryable, translate_error
 
 BUCKET = "bkt"
 
@@ -115,12 +115,12 @@ def test_connection_level_failures() -> None:
     assert translate_error(bug, bucket=BUCKET) is bug  # unexpected errors stay themselves
 
 
-def test_content_disposition_is_ascii_with_an_rfc6266_name_for_the_rest() -> None:
-    assert _content_disposition("a/b c.bin") == 'attachment; filename="b c.bin.torrent"'
-    assert _content_disposition('q"\\.bin') == (
+def testcontent_disposition_is_ascii_with_an_rfc6266_name_for_the_rest() -> None:
+    assert content_disposition("a/b c.bin") == 'attachment; filename="b c.bin.torrent"'
+    assert content_disposition('q"\\.bin') == (
         "attachment; filename=\"q__.bin.torrent\"; filename*=UTF-8''q%22%5C.bin.torrent"
     )
-    assert _content_disposition("dir/é.bin") == (
+    assert content_disposition("dir/é.bin") == (
         "attachment; filename=\"_.bin.torrent\"; filename*=UTF-8''%C3%A9.bin.torrent"
     )
 

@@ -20,7 +20,6 @@ import re
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote
-from xml.sax.saxutils import escape
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -45,6 +44,7 @@ from s3torrent.api_models import (
     ErrorBody,
     Queued,
     TorrentInfo,
+    complete_openapi,
 )
 from s3torrent.errors import (
     AccessDenied,
@@ -60,6 +60,8 @@ from s3torrent.handlers.runtime import Runtime
 from s3torrent.jobs import JobMessage, queue_requested_job, scoped_prefix
 from s3torrent.model import ObjectRef, Outcome, SkipReason, TorrentResult
 from s3torrent.observability import logger, metrics, record_result, tracer
+from s3torrent.s3 import content_disposition
+from s3torrent.s3_errors import error_document
 from s3torrent.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -240,59 +242,7 @@ def openapi_document() -> Response[Any]:
             summary="A BitTorrent .torrent next to every S3 object",
         )
     )
-    return _json(HTTPStatus.OK, _complete_openapi(document))
-
-
-def _complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
-    """What Powertools cannot infer: our 422 body, the S3 route's query and headers, 307."""
-    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    for path, operations in document.get("paths", {}).items():
-        for method, operation in operations.items():
-            responses = operation.get("responses", {})
-            if method == "get":
-                responses.pop("422", None)  # GET routes take no body: nothing to validate
-            elif "422" in responses:
-                responses["422"] = {
-                    "description": "ValidationError: the body does not match the schema",
-                    "content": error_ref,
-                }
-            for parameter in operation.get("parameters", []):
-                if parameter["name"] == "key":
-                    parameter["description"] = "the object key; may contain '/' ({key+})"
-            if path == "/{bucket}/{key}" and method == "get":
-                operation["parameters"] += _S3_PARAMETERS
-                responses["307"] = {
-                    "description": "torrent over 4 MiB: Location is a presigned GET of it",
-                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
-                }
-    return document
-
-
-_S3_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "torrent",
-        "in": "query",
-        "required": True,
-        "allowEmptyValue": True,
-        "description": "GetObjectTorrent: present, empty",
-        "schema": {"type": "string"},
-    },
-    {"name": "versionId", "in": "query", "required": False, "schema": {"type": "string"}},
-    {
-        "name": "x-amz-request-payer",
-        "in": "header",
-        "required": False,
-        "description": "`requester` for Requester Pays buckets",
-        "schema": {"type": "string", "enum": ["requester"]},
-    },
-    {
-        "name": "x-amz-expected-bucket-owner",
-        "in": "header",
-        "required": False,
-        "description": "account id the bucket must belong to (else 403)",
-        "schema": {"type": "string", "pattern": "^[0-9]{12}$"},
-    },
-]
+    return _json(HTTPStatus.OK, complete_openapi(document))
 
 
 # --- the S3-compatible route (registered after the JSON routes: it matches any /a/b) -------
@@ -369,7 +319,7 @@ def _serve_torrent(ref: ObjectRef) -> Response[Any]:
     if len(data) > MAX_INLINE_TORRENT_BYTES:
         url = runtime.objects.presign_torrent_get(ref, PRESIGN_SECONDS)
         return Response(HTTPStatus.TEMPORARY_REDIRECT, headers={**headers, "Location": url})
-    headers["Content-Disposition"] = _disposition(ref.key)
+    headers["Content-Disposition"] = content_disposition(ref.key)
     return Response(HTTPStatus.OK, content_type=TORRENT_TYPE, body=data, headers=headers)
 
 
@@ -479,13 +429,7 @@ def _error_response(
     request_id = app.current_event.request_context.request_id or ""
     headers = {**(headers or {}), "x-amz-request-id": request_id}
     if app.context.get("s3_style"):
-        resource = app.current_event.path
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
-            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-            f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId>"
-            "</Error>"
-        )
+        body = error_document(code, message, app.current_event.path, request_id)
         return Response(status, content_type=XML_TYPE, body=body, headers=headers)
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -539,14 +483,6 @@ def _made(result: TorrentResult) -> TorrentResult:
     if result.outcome is Outcome.CHANGED:
         raise ObjectChanged(f"{result.ref.uri} changed while it was read: retry")
     return result
-
-
-def _disposition(key: str) -> str:
-    name = key.rsplit("/", 1)[-1] + ".torrent"
-    ascii_name = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
-    if ascii_name == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _too_large(event: dict[str, Any]) -> bool:
