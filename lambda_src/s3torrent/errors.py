@@ -123,6 +123,14 @@ class TransientS3Error(S3TorrentError):
     http_status = 503
 
 
+class OutOfTime(S3TorrentError):
+    """The invocation would end before this object's torrent is written: retry elsewhere."""
+
+    retryable = True
+    code = "ServiceUnavailable"
+    http_status = 503
+
+
 # --- the handlers' own (helper-5) ---------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from s3torrent.errors import (
     BackfillStepBusy,
     InvalidInput,
     ObjectNotFound,
+    OutOfTime,
     S3TorrentError,
     TransientServiceError,
 )
@@ -40,7 +41,7 @@ from s3torrent.observability import Metric, count, logger, record_result
 from s3torrent.planner import BackfillPlanner, PlannedObject
 from s3torrent.progress import ProgressStore, StepClaim
 from s3torrent.s3 import ListPage, S3Objects
-from s3torrent.service import TorrentService
+from s3torrent.service import Progress, TorrentService
 from s3torrent.settings import Settings
 
 JOB_TYPE = "s3torrent.job"
@@ -115,6 +116,12 @@ def _short(error: Exception) -> str:
 # Retry-After would otherwise start one more full read of a huge object per poll, all
 # hashing the same bytes at once.
 REQUESTED_JOB_HOLD_SECONDS = 900.0
+
+# Seconds a worker keeps in hand to write a torrent once its object is hashed (a HEAD and
+# a PUT): a read still going with less than this left in the invocation stops, so the
+# record fails on its own (retried, or counted at its last delivery) instead of the whole
+# batch timing out.
+WRITE_MARGIN_SECONDS = 20.0
 
 
 class JobQueue:
@@ -218,6 +225,33 @@ def queue_requested_job(
     return True
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What the worker knows about the SQS delivery it is handling."""
+
+    last: bool = False  # SQS moves the message to the DLQ if this attempt fails too
+    time_left: Callable[[], float] | None = None  # seconds left in the invocation
+
+
+FIRST_DELIVERY = Delivery()
+
+
+def _deadline(ref: ObjectRef, time_left: Callable[[], float] | None) -> Progress | None:
+    """A progress callback that stops a read the invocation cannot see to its end."""
+    if time_left is None:
+        return None
+
+    def check(done: int, total: int) -> None:
+        left = time_left()
+        if left < WRITE_MARGIN_SECONDS and done < total:
+            raise OutOfTime(
+                f"{ref.uri}: {done} of {total} bytes hashed with {left:.0f} s of the"
+                " invocation left; retrying (more memory gives more vCPUs, see Sizing)"
+            )
+
+    return check
+
+
 class Worker:
     """What one worker-queue message (or S3 Batch Operations task) asks for, done once."""
 
@@ -225,11 +259,8 @@ class Worker:
         self.service = service
         self.progress = progress
 
-    def handle_body(self, body: str, *, last_delivery: bool = False) -> None:
-        """Process one SQS body; raises only what is worth retrying.
-
-        `last_delivery`: SQS moves the message to the DLQ if this attempt fails too.
-        """
+    def handle_body(self, body: str, delivery: Delivery = FIRST_DELIVERY) -> None:
+        """Process one SQS body; raises only what is worth retrying."""
         try:
             payload = json.loads(body)
         except ValueError:
@@ -239,15 +270,15 @@ class Worker:
             self._reject("malformed message body: not a JSON object", body=body[:200])
             return
         if payload.get("Type") == "Notification" and isinstance(payload.get("Message"), str):
-            self.handle_body(payload["Message"], last_delivery=last_delivery)  # S3 -> SNS -> SQS
+            self.handle_body(payload["Message"], delivery)  # S3 -> SNS -> SQS
             return
         if payload.get("Event") == "s3:TestEvent":
             logger.info("s3:TestEvent acknowledged", extra={"bucket": payload.get("Bucket")})
             return
         if "Records" in payload:
-            self._notifications(payload, last_delivery=last_delivery)
+            self._notifications(payload, delivery)
         elif payload.get("type") == JOB_TYPE:
-            self._job(payload, last_delivery=last_delivery)
+            self._job(payload, delivery)
         else:
             self._reject("unknown message type", keys=sorted(payload)[:10])
 
@@ -272,7 +303,7 @@ class Worker:
 
     # -- kinds of message -------------------------------------------------------------------
 
-    def _notifications(self, payload: dict[str, Any], *, last_delivery: bool) -> None:
+    def _notifications(self, payload: dict[str, Any], delivery: Delivery) -> None:
         retry: S3TorrentError | None = None
         if not isinstance(payload["Records"], list):
             self._reject("malformed S3 notification: Records is not a list")
@@ -288,25 +319,25 @@ class Worker:
                 self._reject("malformed S3 notification record")
                 continue
             try:
-                self._object_event(name, bucket, key, last_delivery=last_delivery)
+                self._object_event(name, bucket, key, delivery)
             except S3TorrentError as error:
                 retry = retry or error  # the others in this message still get their turn
         if retry is not None:
             raise retry
 
-    def _object_event(self, name: str, bucket: str, key: str, *, last_delivery: bool) -> None:
+    def _object_event(self, name: str, bucket: str, key: str, delivery: Delivery) -> None:
         # The event's version id is deliberately not used: the torrent next to a key
         # describes the object as it is now, so an old or reordered event can never write
         # a torrent of a version that is no longer current.
         ref = ObjectRef(bucket, key)
         if name.startswith("ObjectCreated:"):
-            self._create(ref, last_delivery=last_delivery)
+            self._create(ref, delivery=delivery)
         elif name.startswith("ObjectRemoved:"):
             self._remove(ref)
         else:
             self._reject("unsupported S3 event type", event_name=name, uri=ref.uri)
 
-    def _job(self, payload: dict[str, Any], *, last_delivery: bool) -> None:
+    def _job(self, payload: dict[str, Any], delivery: Delivery) -> None:
         try:
             job = JobMessage.model_validate(payload)
         except ValidationError as error:
@@ -316,7 +347,7 @@ class Worker:
             job.ref(),
             overrides=job.overrides,
             backfill_id=job.backfill_id,
-            last_delivery=last_delivery,
+            delivery=delivery,
         )
 
     # -- doing it ----------------------------------------------------------------------------
@@ -327,14 +358,16 @@ class Worker:
         *,
         overrides: Mapping[str, Any] | None = None,
         backfill_id: str | None = None,
-        last_delivery: bool = False,
+        delivery: Delivery = FIRST_DELIVERY,
     ) -> None:
         if ref.key.endswith(".torrent"):
             # Our own writes come back as events: never a source (no trigger loop).
             logger.debug("ignoring a .torrent key", extra={"uri": ref.uri})
             return
         try:
-            result = self.service.make_torrent(ref, overrides=overrides)
+            result = self.service.make_torrent(
+                ref, overrides=overrides, on_progress=_deadline(ref, delivery.time_left)
+            )
         except ObjectNotFound as error:
             # Deleted since the event: its ObjectRemoved event settles the torrent.
             logger.info("object gone, nothing to do", extra={"uri": ref.uri, "reason": str(error)})
@@ -346,7 +379,7 @@ class Worker:
                 self._reject(str(error), uri=ref.uri, error=error.code)
                 self._count(backfill_id, failed=1)
                 return
-            if not last_delivery:
+            if not delivery.last:
                 logger.warning("retrying", extra={"uri": ref.uri, "reason": str(error)})
                 raise
             # SQS moves the message to the DLQ after this: the backfill counts it failed

@@ -20,6 +20,7 @@ from faults.events import created, load, removed, s3_notification, sqs_event
 from faults.helpers import reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultProxy, FaultRule
 from handler_support import client, make_resources
+from s3torrent import jobs
 from s3torrent.handlers import s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.jobs import JobMessage
@@ -284,3 +285,31 @@ def test_a_backfill_job_that_ends_in_the_dlq_is_counted_failed_and_the_backfill_
     text = caplog.text
     assert text.count("retrying") >= 2  # the first two deliveries of cursed.bin
     assert "last delivery failed: off to the dead-letter queue" in text
+
+
+@pytest.mark.slow
+def test_a_read_the_invocation_cannot_finish_fails_only_its_record(
+    worker: Any,
+    fault_proxy: FaultProxy,
+    s3_client: Any,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker stops a read that would outlive its invocation, keeping time to report the
+    batch: the other record's torrent is made and only the slow one comes back."""
+    worker(fault_proxy.url)
+    s3_client.put_object(Bucket=bucket, Key="slow.bin", Body=b"s" * (8 << 20))
+    s3_client.put_object(Bucket=bucket, Key="fine.bin", Body=b"f" * 5000)
+    # 16 KiB every 5 ms: the 8 MiB read takes seconds, the first progress tick comes at 1 s.
+    fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOW, key=r"^slow\.bin$")])
+    event = sqs_event(created(bucket, "fine.bin"), created(bucket, "slow.bin"))
+    # Half a second more than the margin a worker keeps to write a torrent.
+    context = FakeLambdaContext("s3torrent-worker", jobs.WRITE_MARGIN_SECONDS + 0.5)
+    with caplog.at_level(logging.WARNING):
+        response = s3_events.lambda_handler(event, context)
+    slow_id = event["Records"][1]["messageId"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": slow_id}]}
+    assert torrent_keys(s3_client, bucket) == ["fine.bin.torrent"]
+    reasons = [str(getattr(record, "reason", "")) for record in caplog.records]
+    assert any("of the invocation left; retrying" in reason for reason in reasons), reasons
+    assert context.get_remaining_time_in_millis() > 10_000  # stopped well before the end

@@ -25,7 +25,8 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.errors import TransientS3Error
+from s3torrent import jobs
+from s3torrent.errors import OutOfTime, TransientS3Error
 from s3torrent.handlers import s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.metainfo import read_torrent
@@ -288,3 +289,16 @@ def test_batch_operations_task_results(stack: Stack) -> None:
 )
 def test_odd_bodies_are_acknowledged(stack: Stack, body: str) -> None:
     assert handle(sqs_event([body])) == {"batchItemFailures": []}
+
+
+def test_the_invocation_deadline_stops_only_unfinished_reads() -> None:
+    ref = ObjectRef("b", "k")
+    short = jobs._deadline(ref, lambda: jobs.WRITE_MARGIN_SECONDS - 1)
+    assert short is not None
+    with pytest.raises(OutOfTime, match="1 of 2 bytes hashed"):
+        short(1, 2)
+    short(2, 2)  # hashed: writing the torrent takes a second, not the margin
+    plenty = jobs._deadline(ref, lambda: jobs.WRITE_MARGIN_SECONDS + 1)
+    assert plenty is not None
+    plenty(1, 2)
+    assert jobs._deadline(ref, None) is None  # no context: no deadline (CLI, tests)

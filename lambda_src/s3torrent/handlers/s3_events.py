@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.jobs import Delivery
 from s3torrent.observability import logger, metrics, tracer
 from s3torrent.settings import Settings
 
@@ -29,12 +30,15 @@ runtime = Runtime(Settings.from_env(os.environ))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """One worker-queue message; raises only what is worth retrying."""
     receives = int(record.attributes.approximate_receive_count or 1)
-    runtime.worker.handle_body(
-        record.body, last_delivery=receives >= runtime.settings.job_max_receives
+    context = lambda_context
+    delivery = Delivery(
+        last=receives >= runtime.settings.job_max_receives,
+        time_left=(lambda: context.get_remaining_time_in_millis() / 1000) if context else None,
     )
+    runtime.worker.handle_body(record.body, delivery)
 
 
 def batch_operations(event: dict[str, Any]) -> dict[str, Any]:
