@@ -192,9 +192,6 @@ class JobQueue:
         self.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
 
 
-# --- the worker ----------------------------------------------------------------------------
-
-
 def queue_requested_job(
     queue: JobQueue,
     marks: ProgressStore | None,
@@ -223,6 +220,9 @@ def queue_requested_job(
         marks.release_job(job_id)  # the next request must be able to queue it
         raise
     return True
+
+
+# --- the worker ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
