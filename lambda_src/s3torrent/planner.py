@@ -86,10 +86,7 @@ class BackfillPlanner:
         """The listing ended: every object still held has no torrent."""
         decided: list[PlannedObject] = []
         while self._heap:
-            source = heapq.heappop(self._heap)[: -len(TORRENT_SUFFIX)]
-            item = self._pending.pop(source, None)
-            if item is not None:
-                decided.append(_planned(item, "missing"))
+            self._pop_missing(decided)
         return decided
 
     @property
@@ -141,10 +138,15 @@ class BackfillPlanner:
     def _settle_before(self, key: str, decided: list[PlannedObject]) -> None:
         # Every held object whose torrent key sorts before `key` has been passed: missing.
         while self._heap and self._heap[0] < key:
-            source = heapq.heappop(self._heap)[: -len(TORRENT_SUFFIX)]
-            item = self._pending.pop(source, None)
-            if item is not None:
-                decided.append(_planned(item, "missing"))
+            self._pop_missing(decided)
+
+    def _pop_missing(self, decided: list[PlannedObject]) -> None:
+        # The held object whose torrent key comes first is decided missing (its heap entry
+        # may be stale: the object already paired with its torrent).
+        source = heapq.heappop(self._heap)[: -len(TORRENT_SUFFIX)]
+        item = self._pending.pop(source, None)
+        if item is not None:
+            decided.append(_planned(item, "missing"))
 
     def _pair(self, torrent: ListedObject, decided: list[PlannedObject]) -> None:
         self.torrents_listed += 1
@@ -174,10 +176,7 @@ class BackfillPlanner:
         self._pending[item.key] = item
         heapq.heappush(self._heap, item.key + TORRENT_SUFFIX)
         while len(self._pending) > MAX_PENDING:
-            source = heapq.heappop(self._heap)[: -len(TORRENT_SUFFIX)]
-            held = self._pending.pop(source, None)
-            if held is not None:
-                decided.append(_planned(held, "missing"))
+            self._pop_missing(decided)
 
 
 def _planned(item: ListedObject, action: Action, reason: str | None = None) -> PlannedObject:

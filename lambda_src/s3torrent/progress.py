@@ -106,6 +106,8 @@ class ProgressStore:
 
     def get(self, backfill_id: str) -> Progress | None:
         """The item, read consistently; None when there is none."""
+        if backfill_id.startswith(QUEUED_JOB_PREFIX):
+            return None  # a claim_job mark, never a backfill: no need to read it
         response = self._call(
             "get_item",
             TableName=self.table,
@@ -113,9 +115,7 @@ class ProgressStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        if not item or backfill_id.startswith(QUEUED_JOB_PREFIX):
-            return None
-        return _progress(item)
+        return _progress(item) if item else None
 
     # -- queued jobs ----------------------------------------------------------------------
 

@@ -33,10 +33,13 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """One worker-queue message; raises only what is worth retrying."""
     receives = int(record.attributes.approximate_receive_count or 1)
-    context = lambda_context
     delivery = Delivery(
         last=receives >= runtime.settings.job_max_receives,
-        time_left=(lambda: context.get_remaining_time_in_millis() / 1000) if context else None,
+        time_left=(
+            (lambda: lambda_context.get_remaining_time_in_millis() / 1000)
+            if lambda_context
+            else None
+        ),
     )
     runtime.worker.handle_body(record.body, delivery)
 
