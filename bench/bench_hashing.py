@@ -6,6 +6,8 @@ in the repo):
   a loopback S3-compatible endpoint (nginx, see nginx_s3.py): `S3Objects.head_object`, then
   `TorrentService.hash_object` (parallel ranged GETs pinned with If-Match, each reading
   thread hashing what it reads: ranged_reader.read_parts), then `build_torrent`;
+- ours read only: the same reader with its bytes discarded, the endpoint's and the socket
+  copy's share of our time (the read limit, as the hashlib rows are the hashing limit);
 - mktorrent `-t 2` and libtorrent (the venv wheel) v1 and hybrid, reading the file from
   the page cache;
 - the raw hashlib limit: SHA-1 and SHA-256 over the same bytes (mmap'd, already in
@@ -59,6 +61,7 @@ BUCKET = "bench"
 TARGET_V1 = 1.25  # x mktorrent -t 2
 TARGET_HYBRID = 0.8  # x libtorrent hybrid
 TARGET_RSS = 256 * MiB
+READ_ONLY = "read"  # the reader alone, bytes discarded: not a meta version
 
 _UNITS = {"": 1, "b": 1, "k": KiB, "kib": KiB, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB}
 
@@ -254,8 +257,10 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
         import gc
 
         gc.freeze()
-    meta = MetaVersion(job["meta"])
     ref = ObjectRef(BUCKET, job["key"])
+    if job["meta"] == READ_ONLY:
+        return read_only(service, ref, job["piece_length"])
+    meta = MetaVersion(job["meta"])
     times0 = os.times()
     began = time.perf_counter()
     info = objects.head_object(ref)
@@ -282,6 +287,46 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
         "retries": counters.retries,
         "bytes_read": counters.bytes_read,
         "cpu": cpu_since(times0),
+        "transport": type(objects.range_source(info)).__name__,
+    }
+
+
+class _Discard:
+    """A part sink that drops the bytes: what reading costs without hashing."""
+
+    def write(self, chunk: memoryview) -> None:
+        del chunk
+
+
+def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
+    """The reader of `hash_object` with its sinks discarding the bytes (the read limit).
+
+    Same source, connections, parts and chunks as the timed runs; only the hashing is gone,
+    so this row is the endpoint and the socket copy alone, on the same cores.
+    """
+    from s3torrent.model import TransferCounters
+    from s3torrent.ranged_reader import read_parts
+    from s3torrent.s3 import is_retryable
+
+    objects = service.objects
+    times0 = os.times()
+    began = time.perf_counter()
+    info = objects.head_object(ref)
+    counters = TransferCounters()
+    read_parts(
+        objects.range_source(info),
+        info.size,
+        lambda start, stop: _Discard(),
+        objects.reader,
+        counters,
+        align=piece_length,
+        is_retryable=is_retryable,
+    )
+    return {
+        "seconds": time.perf_counter() - began,
+        "peak_rss": vm_hwm(),
+        "cpu": cpu_since(times0),
+        "bytes_read": counters.bytes_read,
         "transport": type(objects.range_source(info)).__name__,
     }
 
@@ -446,6 +491,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; best and median shown")
     parser.add_argument("--versions", default="1,2,hybrid", help="ours: meta versions to run")
     parser.add_argument("--no-peers", action="store_true", help="only our runs")
+    parser.add_argument(
+        "--no-read-only", action="store_true", help="skip the read-only row (bytes discarded)"
+    )
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument(
         "--host-network",
@@ -531,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
         for meta in [v.strip() for v in args.versions.split(",") if v.strip()]:
             row = Row(f"ours-{meta}", f"ours {meta_label(meta)} {via}", args.size)
             jobs.append(Job(row, lambda meta=meta: ours(main_path, meta, meta == "1")))
+        if not args.no_read_only:
+            row = Row("ours-read", f"ours read only, no hashing {via}", args.size)
+            jobs.append(Job(row, lambda: ours(main_path, READ_ONLY)))
         torrent_out = args.dir / "mktorrent.torrent"
         if not args.no_peers:
             jobs += peer_jobs(args, main_path, torrent_out, cores)
@@ -706,7 +757,8 @@ def report(
                 ratio <= TARGET_HYBRID,
             )
         )
-    ours_rows = [r for k, r in rows.items() if k.startswith("ours-")] + size_rows
+    ours_rows = [r for k, r in rows.items() if k.startswith("ours-") and k != "ours-read"]
+    ours_rows += size_rows
     if ours_rows:
         peak = max(r.peak_rss for r in ours_rows)
         sizes = ", ".join(human(n) for n in sorted({r.size for r in ours_rows}))
