@@ -17,7 +17,10 @@ dies with the benchmark and needs no root and no system config.
 
 from __future__ import annotations
 
+import grp
 import http.client
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -33,6 +36,7 @@ _S3_ERROR = (
 
 _CONFIG = """\
 daemon off;
+{user}
 master_process on;
 worker_processes {workers};
 pid {tmp}/nginx.pid;
@@ -78,6 +82,16 @@ http {{
 """
 
 
+def _worker_user() -> str:
+    """The `user` directive: started as root, nginx's workers would run as `nobody` and
+    answer 403 for any folder only root may read (a pytest tmp_path, /root/...). They run
+    as whoever started the bench instead; as anyone else nginx cannot switch, so no line.
+    """
+    if os.geteuid() != 0:
+        return ""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,6 +112,7 @@ class NginxS3:
     def config_text(self, tmp: Path) -> str:
         return _CONFIG.format(
             workers=self.workers,
+            user=_worker_user(),
             tmp=tmp,
             port=self.port,
             root=self.root,
