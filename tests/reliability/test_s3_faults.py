@@ -204,7 +204,11 @@ def stall_service(
 def test_a_stalled_range_is_abandoned_and_retried(
     fault_proxy: FaultProxy, s3_client: Any, bucket: str, objects: dict[str, str], transport: str
 ) -> None:
-    service = stall_service(fault_proxy.url, bucket, 0.5, transport)
+    # 2 s, not 0.5 s like its neighbours: this test counts retries exactly, and on two busy
+    # cores an answer from the in-process moto server that is merely slow once took over
+    # 0.5 s, a third, honest, retry.
+    stall_timeout = 2.0
+    service = stall_service(fault_proxy.url, bucket, stall_timeout, transport)
     fault_proxy.policy.set_rules(
         [FaultRule(FaultKind.STALL, key=r"^deep/er/bigger\.bin$", ranged_only=True, limit=2)]
     )
@@ -219,7 +223,8 @@ def test_a_stalled_range_is_abandoned_and_retried(
     )
     assert fault_proxy.policy.injected[FaultKind.STALL] == 2
     assert result.counters.retries == 2
-    assert 0.5 <= elapsed < 5, elapsed
+    # Two stalls, at once or one after the other, each abandoned after stall_timeout.
+    assert stall_timeout <= elapsed < 2 * stall_timeout + 3, elapsed
     print(f"\nFAULTS stall x2 ({transport}): retries {result.counters.retries}, {elapsed:.2f}s")
 
 
@@ -231,7 +236,8 @@ def test_a_whole_window_stalling_at_once_recovers_within_the_stall_timeout(
     """Every connection of the window silent at once: each socket's own timeout frees its
     thread, so the retries start together after one stall_timeout, not one after another
     (and not after the proxy's 10 s)."""
-    service = stall_service(fault_proxy.url, bucket, 0.5, transport)
+    stall_timeout = 2.0  # counts retries exactly: see the test above
+    service = stall_service(fault_proxy.url, bucket, stall_timeout, transport)
     fault_proxy.policy = FaultPolicy(
         [FaultRule(FaultKind.STALL, key=r"^big\.bin$", ranged_only=True, limit=WINDOW)],
         stall_seconds=10,
@@ -246,8 +252,8 @@ def test_a_whole_window_stalling_at_once_recovers_within_the_stall_timeout(
     )
     stalls = fault_proxy.policy.injected[FaultKind.STALL]
     assert stalls >= 1 and result.counters.retries == stalls
-    # WINDOW stalls one after another would take WINDOW x 0.5 s at least.
-    assert elapsed < 0.5 * 2 + 1.0, f"{stalls} stalls took {elapsed:.2f}s"
+    # WINDOW stalls one after another would take WINDOW x stall_timeout at least.
+    assert elapsed < stall_timeout * 2 + 1.0, f"{stalls} stalls took {elapsed:.2f}s"
     print(f"\nFAULTS window stall ({transport}): {stalls} stalls, {elapsed:.2f}s")
 
 
