@@ -364,6 +364,13 @@ class Worker:
             # Our own writes come back as events: never a source (no trigger loop).
             logger.debug("ignoring a .torrent key", extra={"uri": ref.uri})
             return
+        # On its last delivery a backfill's job is counted failed *before* it runs: SQS moves
+        # the message to the DLQ after this attempt however it ends, and an attempt that
+        # dies (out of memory, killed at the function's timeout) runs none of our code after
+        # it, so its backfill would wait for it forever. Every way this attempt does end
+        # moves that mark to its real outcome in the same atomic ADD.
+        presumed_failed = 1 if delivery.last and backfill_id else 0
+        self._count(backfill_id, failed=presumed_failed)
         try:
             result = self.service.make_torrent(
                 ref, overrides=overrides, on_progress=_deadline(ref, delivery.time_left)
@@ -372,28 +379,26 @@ class Worker:
             # Deleted since the event: its ObjectRemoved event settles the torrent.
             logger.info("object gone, nothing to do", extra={"uri": ref.uri, "reason": str(error)})
             count(Metric.TORRENTS_SKIPPED)
-            self._count(backfill_id, done=1)
+            self._count(backfill_id, done=1, failed=-presumed_failed)
             return
         except S3TorrentError as error:
             if not error.retryable:
                 self._reject(str(error), uri=ref.uri, error=error.code)
-                self._count(backfill_id, failed=1)
+                self._count(backfill_id, failed=1 - presumed_failed)
                 return
             if not delivery.last:
                 logger.warning("retrying", extra={"uri": ref.uri, "reason": str(error)})
                 raise
-            # SQS moves the message to the DLQ after this: the backfill counts it failed
-            # now, or it would wait for it forever.
+            # SQS moves the message to the DLQ after this; its backfill counted it above.
             logger.error(
                 "last delivery failed: off to the dead-letter queue",
                 extra={"uri": ref.uri, "reason": str(error), "error": error.code},
             )
             count(Metric.TORRENTS_FAILED)
-            self._count(backfill_id, failed=1)
             raise
         record_result(result)
         self._log_result(result)
-        self._count(backfill_id, done=1)
+        self._count(backfill_id, done=1, failed=-presumed_failed)
 
     def _remove(self, ref: ObjectRef) -> None:
         if ref.key.endswith(".torrent"):

@@ -26,7 +26,7 @@ from handler_support import (
     sqs_event,
 )
 from s3torrent import jobs
-from s3torrent.errors import OutOfTime, TransientS3Error
+from s3torrent.errors import AccessDenied, OutOfTime, TransientS3Error
 from s3torrent.handlers import s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.metainfo import read_torrent
@@ -302,3 +302,59 @@ def test_the_invocation_deadline_stops_only_unfinished_reads() -> None:
     assert plenty is not None
     plenty(1, 2)
     assert jobs._deadline(ref, None) is None  # no context: no deadline (CLI, tests)
+
+
+class DyingService(FlakyService):
+    """Keys containing 'dies' end the attempt the way a killed worker does: not with one of
+    our errors (a MemoryError, here), so none of the handler's error paths runs. Keys
+    containing 'denied' meet S3's refusal, which no retry changes."""
+
+    def make_torrent(self, ref: ObjectRef, **options: Any) -> TorrentResult:
+        if "dies" in ref.key:
+            raise MemoryError("the function ran out of memory")
+        if "denied" in ref.key:
+            raise AccessDenied(f"GetObject {ref.uri}: access denied (403: Forbidden)")
+        return super().make_torrent(ref, **options)
+
+
+def job_event(refs: list[ObjectRef], backfill_id: str, receives: int) -> dict[str, Any]:
+    bodies = [
+        jobs.JobMessage(bucket=ref.bucket, key=ref.key, backfill_id=backfill_id).to_body()
+        for ref in refs
+    ]
+    event = sqs_event(bodies)
+    for record in event["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = str(receives)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("receives", "expected"),
+    [
+        # Earlier deliveries count only what ended: the flaky and dying jobs come back.
+        (1, {"done": 3, "failed": 1}),
+        # The last one: whatever happened, every job is counted once, and the backfill ends.
+        (5, {"done": 3, "failed": 3}),
+    ],
+)
+def test_a_backfill_counts_each_job_once_however_its_last_delivery_ends(
+    stack: Stack, receives: int, expected: dict[str, int]
+) -> None:
+    """Made, skipped, gone, refused, throttled, and killed (which runs no error path of ours)."""
+    stack.runtime.service = DyingService(stack.runtime.settings, stack.runtime.objects)
+    stack.s3.put_object(Bucket=BUCKET, Key="made.bin", Body=b"m" * 40_000)
+    stack.s3.put_object(Bucket=BUCKET, Key="empty.bin", Body=b"")  # skipped: 0 bytes
+    stack.s3.put_object(Bucket=BUCKET, Key="dies.bin", Body=b"d" * 40_000)
+    keys = ("made.bin", "empty.bin", "gone.bin", "denied.bin", "flaky.bin", "dies.bin")
+    refs = [ObjectRef(BUCKET, key) for key in keys]
+    progress = stack.runtime.progress
+    assert progress.create("bf-last", BUCKET, "")
+    assert stack.runtime.settings.job_max_receives == 5
+
+    response = handle(job_event(refs, "bf-last", receives))
+
+    # flaky and dies go back to SQS (or, after the 5th receive, on to the DLQ).
+    assert len(response["batchItemFailures"]) == 2
+    state = progress.get("bf-last")
+    assert state is not None
+    assert {name: state.counters[name] for name in expected} == expected
