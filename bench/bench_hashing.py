@@ -8,6 +8,8 @@ in the repo):
   thread hashing what it reads: ranged_reader.read_parts), then `build_torrent`;
 - ours read only: the same reader with its bytes discarded, the endpoint's and the socket
   copy's share of our time (the read limit, as the hashlib rows are the hashing limit);
+- ours v1 and hybrid over HTTPS (nginx with TLS 1.3 and a throwaway certificate), which is
+  how S3 is read: our CPU column is what TLS costs the worker;
 - mktorrent `-t 2` and libtorrent (the venv wheel) v1 and hybrid, reading the file from
   the page cache;
 - the raw hashlib limit: SHA-1 and SHA-256 over the same bytes (mmap'd, already in
@@ -34,6 +36,7 @@ is created before the clock starts, as a warm Lambda reuses it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import itertools
 import json
@@ -249,6 +252,8 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
     from s3torrent.metainfo import TorrentOptions, build_torrent, torrent_name_for_key
     from s3torrent.model import ObjectRef, TransferCounters
 
+    if job.get("ca_bundle"):
+        os.environ["AWS_CA_BUNDLE"] = job["ca_bundle"]  # trusts the bench's own certificate
     service = make_service(job["endpoint"], job["part_size"], job["window"], job["transport"])
     objects = service.objects
     if job.get("gc_freeze"):
@@ -494,6 +499,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-read-only", action="store_true", help="skip the read-only row (bytes discarded)"
     )
+    parser.add_argument(
+        "--no-https", action="store_true", help="skip the rows read over HTTPS (TLS)"
+    )
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument(
         "--host-network",
@@ -547,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             ).returncode
         network += " (could not unshare a network namespace: run as root for a private one)"
 
-    from nginx_s3 import NginxS3
+    from nginx_s3 import NginxS3, self_signed_certificate
 
     cores = os.cpu_count() or 1
     began = time.perf_counter()
@@ -556,12 +564,25 @@ def main(argv: list[str] | None = None) -> int:
     load_before = wait_for_quiet(0.5 * cores, args.wait_quiet)
     warm_page_cache(main_path)
 
-    with NginxS3(args.dir, workers=args.nginx_workers) as url:
+    with contextlib.ExitStack() as servers:
+        url = servers.enter_context(NginxS3(args.dir, workers=args.nginx_workers))
+        https_url, ca_bundle = None, None
+        if not args.no_https:
+            # The certificate lives outside the served folder, which nginx serves whole.
+            tls = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="s3t-tls-")))
+            cert_and_key = self_signed_certificate(tls)
+            ca_bundle = str(cert_and_key[0])
+            https_url = servers.enter_context(
+                NginxS3(args.dir, workers=args.nginx_workers, tls=cert_and_key)
+            )
 
-        def ours(path: Path, meta: str, want_pieces: bool = False) -> Run:
+        def ours(
+            path: Path, meta: str, want_pieces: bool = False, endpoint: str | None = None
+        ) -> Run:
             job = {
                 "kind_of_run": "ours",
-                "endpoint": url,
+                "endpoint": endpoint or url,
+                "ca_bundle": ca_bundle,
                 "key": path.name,
                 "meta": meta,
                 "piece_length": args.piece_length,
@@ -582,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_read_only:
             row = Row("ours-read", f"ours read only, no hashing {via}", args.size)
             jobs.append(Job(row, lambda: ours(main_path, READ_ONLY)))
+        if https_url is not None:
+            # What S3 serves: TLS. nginx then encrypts in user space (no sendfile) on the
+            # same two cores, so the time is pessimistic; our CPU column is the price to us.
+            for meta in ("1", "hybrid"):
+                label = f"ours {meta_label(meta)} {via[:-1]}, https)"
+                row = Row(f"ours-{meta}-https", label, args.size)
+                run = lambda meta=meta: ours(main_path, meta, endpoint=https_url)  # noqa: E731
+                jobs.append(Job(row, run))
         torrent_out = args.dir / "mktorrent.torrent"
         if not args.no_peers:
             jobs += peer_jobs(args, main_path, torrent_out, cores)
@@ -685,15 +714,16 @@ def cross_checks(rows: dict[str, Row], torrent_out: Path) -> list[tuple[str, boo
     if ours_v1 and "mktorrent" in rows and torrent_out.exists():
         same = ours_v1.runs[0].extra.get("v1_pieces") == decode_pieces(torrent_out).hex()
         checks.append(("our v1 piece hashes == mktorrent's", same))
-    for meta in ("1", "hybrid"):
-        mine, theirs = rows.get(f"ours-{meta}"), rows.get(f"lt-{meta}")
+    for meta, over in itertools.product(("1", "hybrid"), ("", "-https")):
+        mine, theirs = rows.get(f"ours-{meta}{over}"), rows.get(f"lt-{meta}")
         if not (mine and theirs):
             continue
         for key in ("info_hash_v1", "info_hash_v2"):
             expected = theirs.runs[0].extra.get(key)
             if expected:
                 same = all(run.extra.get(key) == expected for run in mine.runs)
-                checks.append((f"our {meta_label(meta)} {key} == libtorrent's", same))
+                via = " (https)" if over else ""
+                checks.append((f"our {meta_label(meta)}{via} {key} == libtorrent's", same))
     return checks
 
 

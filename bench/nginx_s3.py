@@ -10,6 +10,9 @@ What boto3 needs from it, and nginx gives on static files:
 - `If-Match: <etag>` -> served when it matches, 412 otherwise (nginx's not_modified filter);
 - errors as S3 XML, so botocore reports `NoSuchKey` / `PreconditionFailed` like S3 does.
 Only GET/HEAD are served; signatures are ignored (it is a loopback test endpoint).
+With `tls=(certificate, key)` it serves HTTPS (TLS 1.2/1.3), as S3 does; then nginx
+encrypts in user space instead of using sendfile. `self_signed_certificate` makes a
+throwaway pair for 127.0.0.1 that clients trust through AWS_CA_BUNDLE.
 
 nginx runs as a child process (`daemon off`, one config and pid under a temp dir), so it
 dies with the benchmark and needs no root and no system config.
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import grp
 import http.client
+import ipaddress
 import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -57,8 +62,8 @@ http {{
     keepalive_requests 100000;
     keepalive_timeout 120s;
     server {{
-        listen 127.0.0.1:{port} backlog=1024;
-        root {root};
+        listen 127.0.0.1:{port} backlog=1024{ssl};
+{tls}        root {root};
         location / {{
             limit_except GET {{ deny all; }}
             error_page 404 = @no_such_key;
@@ -82,6 +87,59 @@ http {{
 """
 
 
+# What S3 negotiates with a current client: TLS 1.3, AES-GCM (AES-NI on both sides).
+_TLS = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:tls:1m;
+"""
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 (valid a day), written once into `folder`.
+
+    The client trusts it through AWS_CA_BUNDLE, which botocore and the direct transport
+    both read (wiring.direct_connections).
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = folder / "bench-cert.pem", folder / "bench-key.pem"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
 def _worker_user() -> str:
     """The `user` directive: started as root, nginx's workers would run as `nobody` and
     answer 403 for any folder only root may read (a pytest tmp_path, /root/...). They run
@@ -101,11 +159,20 @@ def _free_port() -> int:
 class NginxS3:
     """`with NginxS3(root) as url:` serves `root/<bucket>/<key>` at `url/<bucket>/<key>`."""
 
-    def __init__(self, root: Path, *, workers: int = 1, port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`tls`: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
         self.root = Path(root).resolve()
         self.workers = workers
         self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._tmp: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +182,8 @@ class NginxS3:
             user=_worker_user(),
             tmp=tmp,
             port=self.port,
+            ssl=" ssl" if self.tls else "",
+            tls=_TLS.format(cert=self.tls[0], key=self.tls[1]) if self.tls else "",
             root=self.root,
             no_such_key=_S3_ERROR.format(
                 code="NoSuchKey", message="The specified key does not exist."
@@ -143,7 +212,13 @@ class NginxS3:
                 log = (self._tmp / "error.log").read_text(errors="replace")
                 raise RuntimeError(f"nginx exited ({self._process.returncode}): {err}{log}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn = (
+                    http.client.HTTPSConnection(
+                        "127.0.0.1", self.port, timeout=1, context=ssl._create_unverified_context()
+                    )
+                    if self.tls
+                    else http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                )
                 conn.request("HEAD", "/")
                 conn.getresponse().read()
                 conn.close()
