@@ -168,7 +168,14 @@ def set_up_private_network(algorithm: str) -> None:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
-    CONGESTION_CONTROL.write_text(algorithm)
+    try:
+        CONGESTION_CONTROL.write_text(algorithm)
+    except OSError as error:
+        available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+        raise SystemExit(
+            f"cannot use TCP congestion control {algorithm!r} ({error});"
+            f" this kernel has: {available.read_text().strip()}"
+        ) from error
 
 
 # --- child processes -----------------------------------------------------------------------
@@ -318,8 +325,9 @@ def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
     began = time.perf_counter()
     info = objects.head_object(ref)
     counters = TransferCounters()
+    source = objects.range_source(info)
     read_parts(
-        objects.range_source(info),
+        source,
         info.size,
         lambda start, stop: _Discard(),
         objects.reader,
@@ -332,7 +340,7 @@ def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
         "peak_rss": vm_hwm(),
         "cpu": cpu_since(times0),
         "bytes_read": counters.bytes_read,
-        "transport": type(objects.range_source(info)).__name__,
+        "transport": type(source).__name__,
     }
 
 
