@@ -87,7 +87,7 @@ http {{
 """
 
 
-# What S3 negotiates with a current client: TLS 1.3, AES-GCM (AES-NI on both sides).
+# TLS 1.2/1.3 with OpenSSL's default ciphers: AES-GCM first, as S3 offers it.
 _TLS = """\
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -97,7 +97,7 @@ _TLS = """\
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate and key for 127.0.0.1 (valid a day), written once into `folder`.
+    """A new certificate and key for 127.0.0.1 (valid a day), written into `folder`.
 
     The client trusts it through AWS_CA_BUNDLE, which botocore and the direct transport
     both read (wiring.direct_connections).
