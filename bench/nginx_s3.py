@@ -63,7 +63,7 @@ http {{
     keepalive_timeout 120s;
     server {{
         listen 127.0.0.1:{port} backlog=1024{ssl};
-{tls}        root {root};
+{tls}{limit_rate}        root {root};
         location / {{
             limit_except GET {{ deny all; }}
             error_page 404 = @no_such_key;
@@ -166,12 +166,17 @@ class NginxS3:
         workers: int = 1,
         port: int | None = None,
         tls: tuple[Path, Path] | None = None,
+        rate_per_connection: int | None = None,
     ) -> None:
-        """`tls`: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
+        """`tls`: (certificate, key) PEM files to serve HTTPS instead of HTTP.
+        `rate_per_connection`: bytes per second each answer is held to (nginx `limit_rate`),
+        to look like S3 from afar, where one connection carries ~90 MB/s.
+        """
         self.root = Path(root).resolve()
         self.workers = workers
         self.port = port or _free_port()
         self.tls = tls
+        self.rate_per_connection = rate_per_connection
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._tmp: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -183,6 +188,11 @@ class NginxS3:
             tmp=tmp,
             port=self.port,
             ssl=" ssl" if self.tls else "",
+            limit_rate=(
+                f"        limit_rate {self.rate_per_connection};\n"
+                if self.rate_per_connection
+                else ""
+            ),
             tls=_TLS.format(cert=self.tls[0], key=self.tls[1]) if self.tls else "",
             root=self.root,
             no_such_key=_S3_ERROR.format(

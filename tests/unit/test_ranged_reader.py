@@ -628,8 +628,9 @@ def test_io_bound_reads_ramp_up_past_the_cores_but_never_past_the_window(
     assert recorder.joined() == data
     assert source.peak > ranged_reader.usable_cores()
     assert source.peak <= config.window
-    # It starts at one connection per core: nothing more before the first look (0.2 s).
-    early = [now for when, now in source.timeline if when - began < 0.1]
+    # It starts at one connection per core: nothing more before the first look.
+    first_look = ranged_reader._Read.RAMP_EVERY
+    early = [now for when, now in source.timeline if when - began < first_look / 2]
     assert early and max(early) == 2
 
 
