@@ -2,8 +2,9 @@
 
 The numbers are not asserted (a timed test on a shared machine proves nothing); what is, is
 what makes them worth reading: our v1 pieces equal mktorrent's, our info hashes equal
-libtorrent's, every row ran, and, as root, the run happened in the private network namespace
-the README's numbers come from. The HTTPS rows (nginx with TLS) must give the same torrent.
+libtorrent's, every row ran (HTTPS and far rows included, which must give the same torrent),
+and, where this machine lets it, the run happened in the private network namespace the
+README's numbers come from.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "bench_hashing.py"
+
+
+def can_unshare_a_network() -> bool:
+    """What the bench itself checks before it re-executes in a private network namespace."""
+    argv = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
+    try:
+        return subprocess.run([*argv, "true"], capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
 
 
 def test_bench_runs_every_row_and_agrees_with_mktorrent_and_libtorrent(tmp_path: Path) -> None:
@@ -42,10 +52,10 @@ def test_bench_runs_every_row_and_agrees_with_mktorrent_and_libtorrent(tmp_path:
         "same  our v1 (far) info_hash_v1 == libtorrent's",
     ):
         assert check in report, report
-    if os.geteuid() == 0:
+    if can_unshare_a_network():
         assert "network: private network namespace, TCP cubic" in report, report
     else:
-        assert "network: " in report, report
+        assert "could not unshare a network namespace" in report, report
 
     rows = json.loads(results.read_text())
     expected = {"ours-1", "ours-2", "ours-hybrid", "ours-read", "ours-1-https", "ours-hybrid-https"}
