@@ -28,7 +28,7 @@ paced bursts: v1 took 1.4-1.7 s over the host's loopback against 0.86-0.91 s in 
 namespace, in the same hour (README, *Performance*). `--host-network` measures on the host's
 stack instead; the report prints which was used.
 
-Every timed run is a fresh child process; times are the best of --repeat runs (median in
+Every timed run is a fresh child process; times are the best of --repeat runs (5; median in
 brackets). Our times start at HeadObject and end with the torrent built: the boto3 client
 is created before the clock starts, as a warm Lambda reuses it.
 """
