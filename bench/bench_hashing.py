@@ -626,14 +626,14 @@ def main(argv: list[str] | None = None) -> int:
         if far_url is not None:
             # S3 as a Lambda sees it: each connection capped, so only more connections help.
             # This row shows the reader opening them (and how far from the ideal it ends).
-            label = f"ours v1 {via[:-1]}, {args.far_rate / 1e6:.0f} MB/s a connection)"
+            label = f"ours v1 ({args.transport}, {args.far_rate / 1e6:.0f} MB/s a connection)"
             row = Row("ours-1-far", label, args.size)
             jobs.append(Job(row, lambda: ours(main_path, "1", endpoint=far_url)))
         if https_url is not None:
             # What S3 serves: TLS. nginx then encrypts in user space (no sendfile) on the
             # same two cores, so the time is pessimistic; our CPU column is the price to us.
             for meta in ("1", "hybrid"):
-                label = f"ours {meta_label(meta)} {via[:-1]}, https)"
+                label = f"ours {meta_label(meta)} ({args.transport}, https)"
                 row = Row(f"ours-{meta}-https", label, args.size)
                 run = lambda meta=meta: ours(main_path, meta, endpoint=https_url)  # noqa: E731
                 jobs.append(Job(row, run))
@@ -813,8 +813,7 @@ def report(
                 ratio <= TARGET_HYBRID,
             )
         )
-    ours_rows = [r for k, r in rows.items() if k.startswith("ours-") and k != "ours-read"]
-    ours_rows += size_rows
+    ours_rows = [r for k, r in rows.items() if k.startswith("ours-")] + size_rows
     if ours_rows:
         peak = max(r.peak_rss for r in ours_rows)
         sizes = ", ".join(human(n) for n in sorted({r.size for r in ours_rows}))

@@ -224,7 +224,10 @@ class NginxS3:
             try:
                 conn = (
                     http.client.HTTPSConnection(
-                        "127.0.0.1", self.port, timeout=1, context=ssl._create_unverified_context()
+                        "127.0.0.1",
+                        self.port,
+                        timeout=1,
+                        context=ssl.create_default_context(cafile=self.tls[0]),
                     )
                     if self.tls
                     else http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
