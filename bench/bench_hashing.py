@@ -255,9 +255,9 @@ def vm_hwm() -> int:
 
 def child_ours(job: dict[str, Any]) -> dict[str, Any]:
     """Our production path, timed from HeadObject to the built torrent."""
-    from s3torrent.hashing import MetaVersion
-    from s3torrent.metainfo import TorrentOptions, build_torrent, torrent_name_for_key
     from s3torrent.model import ObjectRef, TransferCounters
+    from s3torrent.torrent.hashing import MetaVersion
+    from s3torrent.torrent.metainfo import TorrentOptions, build_torrent, torrent_name_for_key
 
     if job.get("ca_bundle"):
         os.environ["AWS_CA_BUNDLE"] = job["ca_bundle"]  # trusts the bench's own certificate
@@ -317,8 +317,8 @@ def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
     so this row is the endpoint and the socket copy alone, on the same cores.
     """
     from s3torrent.model import TransferCounters
-    from s3torrent.ranged_reader import read_parts
-    from s3torrent.s3 import is_retryable
+    from s3torrent.s3.objects import is_retryable
+    from s3torrent.s3.reader import read_parts
 
     objects = service.objects
     times0 = os.times()
@@ -453,7 +453,7 @@ class Job:
 
 
 def decode_pieces(torrent_file: Path) -> bytes:
-    from s3torrent.bencode import decode
+    from s3torrent.torrent.bencode import decode
 
     top = decode(torrent_file.read_bytes())
     assert isinstance(top, dict)

@@ -99,7 +99,7 @@ class S3TorrentService(Construct):
         self.worker = TorrentFunction(
             self,
             "Worker",
-            handler=f"{HANDLERS}.s3_events.lambda_handler",
+            handler=f"{HANDLERS}.worker.lambda_handler",
             description="s3torrent worker: S3 events, jobs and S3 Batch Operations tasks",
             memory_mb=config.worker_memory_mb,
             timeout_seconds=config.worker_timeout_seconds,

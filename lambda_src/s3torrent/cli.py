@@ -22,14 +22,14 @@ from typing import IO, Any, NoReturn
 import boto3
 
 from s3torrent import __version__
+from s3torrent.backfill.planner import BackfillPlanner, PlannedObject
 from s3torrent.errors import InvalidInput, S3TorrentError
-from s3torrent.hashing import validate_piece_length
-from s3torrent.magnet import magnet_link
-from s3torrent.metainfo import Torrent, read_torrent
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
-from s3torrent.planner import BackfillPlanner, PlannedObject
 from s3torrent.service import TorrentService, torrent_source_of
 from s3torrent.settings import Settings
+from s3torrent.torrent.hashing import validate_piece_length
+from s3torrent.torrent.magnet import magnet_link
+from s3torrent.torrent.metainfo import Torrent, read_torrent
 from s3torrent.wiring import build_service
 
 PROG = "s3torrent"

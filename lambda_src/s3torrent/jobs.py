@@ -28,6 +28,8 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from s3torrent.backfill.planner import BackfillPlanner, PlannedObject
+from s3torrent.backfill.progress import ProgressStore, StepClaim
 from s3torrent.errors import (
     BackfillStepBusy,
     InvalidInput,
@@ -38,9 +40,7 @@ from s3torrent.errors import (
 )
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
 from s3torrent.observability import Metric, count, logger, record_result
-from s3torrent.planner import BackfillPlanner, PlannedObject
-from s3torrent.progress import ProgressStore, StepClaim
-from s3torrent.s3 import ListPage, S3Objects
+from s3torrent.s3.objects import ListPage, S3Objects
 from s3torrent.service import Progress, TorrentService
 from s3torrent.settings import Settings
 

@@ -35,16 +35,6 @@ from s3torrent.errors import (
     ObjectNotFound,
     UnsupportedObject,
 )
-from s3torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes
-from s3torrent.magnet import magnet_link
-from s3torrent.metainfo import (
-    Torrent,
-    TorrentOptions,
-    build_torrent,
-    choose_piece_length,
-    read_torrent,
-    torrent_name_for_key,
-)
 from s3torrent.model import (
     MAX_KEY_BYTES,
     TORRENT_SUFFIX,
@@ -56,9 +46,19 @@ from s3torrent.model import (
     TorrentResult,
     TransferCounters,
 )
-from s3torrent.ranged_reader import read_parts
-from s3torrent.s3 import S3Objects, is_retryable
+from s3torrent.s3.objects import S3Objects, is_retryable
+from s3torrent.s3.reader import read_parts
 from s3torrent.settings import Settings
+from s3torrent.torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes
+from s3torrent.torrent.magnet import magnet_link
+from s3torrent.torrent.metainfo import (
+    Torrent,
+    TorrentOptions,
+    build_torrent,
+    choose_piece_length,
+    read_torrent,
+    torrent_name_for_key,
+)
 
 logger = logging.getLogger(__name__)
 

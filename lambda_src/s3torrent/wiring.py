@@ -15,9 +15,9 @@ from botocore.config import Config
 from botocore.httpsession import get_cert_path
 
 from s3torrent.errors import InvalidInput
-from s3torrent.ranged_reader import ReaderConfig
-from s3torrent.s3 import S3Objects
-from s3torrent.s3_direct import HttpConnections
+from s3torrent.s3.direct import HttpConnections
+from s3torrent.s3.objects import S3Objects
+from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 

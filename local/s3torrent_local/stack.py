@@ -30,7 +30,7 @@ log = logging.getLogger("s3torrent_local")
 # The three functions of the deployed stack and the modules their handlers live in.
 HANDLER_MODULES = {
     "api": "s3torrent.handlers.api",
-    "worker": "s3torrent.handlers.s3_events",
+    "worker": "s3torrent.handlers.worker",
     "backfill": "s3torrent.handlers.backfill",
 }
 WORKER_QUEUE = "s3torrent-worker"

@@ -28,8 +28,8 @@ def reference_hashes(
 ) -> tuple[str | None, str | None]:
     """The (v1, v2) info hashes a correct torrent of `data` under `key` has, from the engine
     alone (in memory, no S3, no service): what every faulty run must still agree with."""
-    from s3torrent.hashing import MetaVersion, hash_bytes
-    from s3torrent.metainfo import (
+    from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+    from s3torrent.torrent.metainfo import (
         TorrentOptions,
         build_torrent,
         choose_piece_length,

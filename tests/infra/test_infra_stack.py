@@ -214,7 +214,7 @@ def test_s3_may_send_to_the_worker_queue_only_from_the_configured_buckets(
     "label,handler,memory,timeout",
     [
         ("Api", "s3torrent.handlers.api.lambda_handler", 1769, 29),
-        ("Worker", "s3torrent.handlers.s3_events.lambda_handler", 3008, 900),
+        ("Worker", "s3torrent.handlers.worker.lambda_handler", 3008, 900),
         ("Backfill", "s3torrent.handlers.backfill.lambda_handler", 512, 900),
     ],
 )

@@ -24,7 +24,7 @@ import pytest
 from s3torrent import cli
 from s3torrent.errors import TransientS3Error
 from s3torrent.model import ObjectRef, TorrentResult
-from s3torrent.s3 import S3Objects
+from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 
 pytestmark = [pytest.mark.integration]

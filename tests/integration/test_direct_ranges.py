@@ -33,12 +33,12 @@ from s3torrent.errors import (
     S3TorrentError,
     TransientS3Error,
 )
-from s3torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes, hash_bytes
 from s3torrent.model import ObjectRef, TransferCounters
-from s3torrent.ranged_reader import RangeBody, RangeSource, ReaderConfig, read_parts
-from s3torrent.s3 import S3Objects, is_retryable
-from s3torrent.s3_direct import DirectRanges, HttpConnections
+from s3torrent.s3.direct import DirectRanges, HttpConnections
+from s3torrent.s3.objects import S3Objects, is_retryable
+from s3torrent.s3.reader import RangeBody, RangeSource, ReaderConfig, read_parts
 from s3torrent.settings import Settings
+from s3torrent.torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes, hash_bytes
 from s3torrent.wiring import build_objects
 
 pytestmark = pytest.mark.integration

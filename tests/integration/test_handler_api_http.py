@@ -24,7 +24,8 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import api, s3_events
+from s3torrent.handlers import api
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 

@@ -22,7 +22,8 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import api, backfill, s3_events
+from s3torrent.handlers import api, backfill
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 

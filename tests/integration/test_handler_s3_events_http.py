@@ -23,7 +23,7 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import s3_events
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 

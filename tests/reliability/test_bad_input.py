@@ -19,10 +19,10 @@ from faults.events import created, sqs_event
 from faults.helpers import plain_client, reference_hashes, source_writes, torrent_keys
 from faults.proxy import Emulation, FaultProxy, RequestInfo
 from s3torrent import cli
-from s3torrent.handlers import s3_events
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.metainfo import read_torrent
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.integration

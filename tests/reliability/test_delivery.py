@@ -1,7 +1,7 @@
 """SQS delivers at least once and in any order; some messages are poison. The worker copes.
 
 Everything goes through the worker Lambda's real entry point,
-`s3torrent.handlers.s3_events.lambda_handler`, with SQS events built from the fixtures in
+`s3torrent.handlers.worker.lambda_handler`, with SQS events built from the fixtures in
 tests/events (the bodies are the S3 notifications moto/S3 send), against moto's server.
 """
 
@@ -21,12 +21,12 @@ from faults.helpers import reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultProxy, FaultRule
 from handler_support import client, make_resources
 from s3torrent import jobs
-from s3torrent.handlers import s3_events
+from s3torrent.backfill.progress import ProgressStore, StepClaim
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.jobs import JobMessage
-from s3torrent.metainfo import read_torrent
-from s3torrent.progress import ProgressStore, StepClaim
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
 from s3torrent_local.queues import EventSource, QueueConsumer
 

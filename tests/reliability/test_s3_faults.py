@@ -19,11 +19,11 @@ import pytest
 from faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 from s3torrent.errors import TransientS3Error
-from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectRef, Outcome
-from s3torrent.ranged_reader import ReaderConfig
+from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 from s3torrent.wiring import build_service
 
 pytestmark = pytest.mark.integration

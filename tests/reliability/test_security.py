@@ -19,10 +19,10 @@ from faults.helpers import reference_hashes, torrent_keys
 from faults.proxy import FaultPolicy, FaultProxy
 from s3torrent import cli
 from s3torrent.handlers import api as api_module
-from s3torrent.handlers import s3_events
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.metainfo import read_torrent
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]

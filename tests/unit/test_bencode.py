@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3torrent.bencode import MAX_DEPTH, BencodeValue, decode, dict_spans, encode
 from s3torrent.errors import BencodeError, S3TorrentError
+from s3torrent.torrent.bencode import MAX_DEPTH, BencodeValue, decode, dict_spans, encode
 
 values: st.SearchStrategy[BencodeValue] = st.recursive(
     st.integers() | st.binary(max_size=40),

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from references import boundary_sizes as sizes_for
-from s3torrent.bencode import decode, dict_spans
-from s3torrent.hashing import MetaVersion, hash_bytes
-from s3torrent.metainfo import Torrent, TorrentOptions, build_torrent, choose_piece_length
+from s3torrent.torrent.bencode import decode, dict_spans
+from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+from s3torrent.torrent.metainfo import Torrent, TorrentOptions, build_torrent, choose_piece_length
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

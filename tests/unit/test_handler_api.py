@@ -31,13 +31,13 @@ from handler_support import (
     make_resources,
 )
 from s3torrent import jobs
+from s3torrent.backfill.progress import QUEUED_JOB_PREFIX
 from s3torrent.errors import TransientServiceError
 from s3torrent.handlers import api
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.jobs import JobMessage
-from s3torrent.metainfo import read_torrent
-from s3torrent.progress import QUEUED_JOB_PREFIX
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -26,9 +26,9 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
+from s3torrent.backfill.progress import StepClaim
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.progress import StepClaim
 from s3torrent.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")

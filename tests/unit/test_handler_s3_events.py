@@ -27,13 +27,13 @@ from handler_support import (
 )
 from s3torrent import jobs
 from s3torrent.errors import AccessDenied, OutOfTime, TransientS3Error
-from s3torrent.handlers import s3_events
+from s3torrent.handlers import worker as s3_events
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectRef, TorrentResult
 from s3torrent.observability import logger
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
+from s3torrent.torrent.metainfo import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3torrent.errors import InvalidPieceLength, InvalidTorrent
-from s3torrent.hashing import (
+from s3torrent.torrent.hashing import (
     BLOCK_SIZE,
     MetaVersion,
     PieceHashBuilder,

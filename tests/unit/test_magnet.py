@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from s3torrent.hashing import MetaVersion, hash_bytes
-from s3torrent.magnet import magnet_link
-from s3torrent.metainfo import Torrent, TorrentOptions, build_torrent
+from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+from s3torrent.torrent.magnet import magnet_link
+from s3torrent.torrent.metainfo import Torrent, TorrentOptions, build_torrent
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

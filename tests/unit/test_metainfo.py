@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from s3torrent.bencode import decode, encode
 from s3torrent.errors import InvalidPieceLength, InvalidTorrent
-from s3torrent.hashing import MetaVersion, PieceHashes, hash_bytes
-from s3torrent.metainfo import (
+from s3torrent.torrent.bencode import decode, encode
+from s3torrent.torrent.hashing import MetaVersion, PieceHashes, hash_bytes
+from s3torrent.torrent.metainfo import (
     MAX_AUTO_PIECE_LENGTH,
     MIN_PIECE_LENGTH,
     Torrent,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from s3torrent.backfill.planner import BackfillPlanner, PlannedObject
 from s3torrent.model import SkipReason
-from s3torrent.planner import BackfillPlanner, PlannedObject
-from s3torrent.s3 import ListedObject
+from s3torrent.s3.objects import ListedObject
 from s3torrent.settings import Settings
 
 BUCKET = "bkt"
@@ -212,8 +212,8 @@ def test_twenty_thousand_objects_half_fresh() -> None:
 
 def test_a_chain_of_extending_keys_holds_at_most_max_pending_objects() -> None:
     """`k`, `k-`, `k--`, ...: every torrent sorts after the whole chain, so all would be held."""
+    from s3torrent.backfill.planner import MAX_PENDING
     from s3torrent.jobs import BackfillMessage
-    from s3torrent.planner import MAX_PENDING
 
     # About the costliest keys a continuation can carry: ~1,000 bytes, mostly 4-byte
     # characters, each 12 bytes once JSON escapes it (queue bodies are ASCII); `<key>.torrent`

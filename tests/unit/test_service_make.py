@@ -14,13 +14,13 @@ from moto import mock_aws
 
 from references import libtorrent_hashes
 from s3torrent.errors import InvalidInput, ObjectNotFound
-from s3torrent.hashing import MetaVersion
-from s3torrent.metainfo import read_torrent
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason
-from s3torrent.ranged_reader import ReaderConfig
-from s3torrent.s3 import S3Objects
+from s3torrent.s3.objects import S3Objects
+from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService, expand_web_seed, object_skip_reason
 from s3torrent.settings import Settings
+from s3torrent.torrent.hashing import MetaVersion
+from s3torrent.torrent.metainfo import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:create_torrent constructor:DeprecationWarning")
 

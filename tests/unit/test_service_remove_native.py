@@ -19,13 +19,13 @@ from moto import mock_aws
 
 from s3torrent import service as service_module
 from s3torrent.errors import AccessDenied, NativeTorrentUnavailable
-from s3torrent.hashing import MetaVersion, hash_bytes
-from s3torrent.metainfo import TorrentOptions, build_torrent, read_torrent
 from s3torrent.model import ObjectRef, Outcome, SkipReason
-from s3torrent.ranged_reader import ReaderConfig
-from s3torrent.s3 import S3Objects
+from s3torrent.s3.objects import S3Objects
+from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
+from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+from s3torrent.torrent.metainfo import TorrentOptions, build_torrent, read_torrent
 
 BUCKET = "bkt"
 READS = ReaderConfig(part_size=64 * 1024, window=2, backoff_base=0.0)

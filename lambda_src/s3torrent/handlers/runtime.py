@@ -11,10 +11,10 @@ from typing import Any
 
 import boto3
 
+from s3torrent.backfill.progress import ProgressStore
 from s3torrent.errors import NotConfigured
 from s3torrent.jobs import Backfills, JobQueue, Worker
-from s3torrent.progress import ProgressStore
-from s3torrent.s3 import S3Objects
+from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.wiring import build_objects

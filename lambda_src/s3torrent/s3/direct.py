@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from s3torrent.errors import EndpointError, TransientS3Error
-from s3torrent.s3_errors import translate_read_error, transport_error
+from s3torrent.s3.errors import translate_read_error, transport_error
 
 ERROR_BODY_LIMIT = 64 * 1024  # an S3 error document is well under 1 KiB
 _XML_FIELD = re.compile(rb"<(Code|Message)>([^<]*)</\1>")

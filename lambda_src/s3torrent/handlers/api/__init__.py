@@ -36,16 +36,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from s3torrent import __version__
-from s3torrent.api_models import (
-    BackfillAccepted,
-    BackfillRequest,
-    BackfillStatus,
-    CreateTorrentRequest,
-    ErrorBody,
-    Queued,
-    TorrentInfo,
-    complete_openapi,
-)
 from s3torrent.errors import (
     AccessDenied,
     BackfillNotFound,
@@ -56,12 +46,22 @@ from s3torrent.errors import (
     TorrentPending,
     UnsupportedObject,
 )
+from s3torrent.handlers.api.schemas import (
+    BackfillAccepted,
+    BackfillRequest,
+    BackfillStatus,
+    CreateTorrentRequest,
+    ErrorBody,
+    Queued,
+    TorrentInfo,
+    complete_openapi,
+)
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.jobs import JobMessage, queue_requested_job, scoped_prefix
 from s3torrent.model import ObjectRef, Outcome, SkipReason, TorrentResult
 from s3torrent.observability import logger, metrics, record_result, tracer
-from s3torrent.s3 import content_disposition
-from s3torrent.s3_errors import error_document
+from s3torrent.s3.errors import error_document
+from s3torrent.s3.objects import content_disposition
 from s3torrent.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024

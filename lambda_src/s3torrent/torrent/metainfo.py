@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from s3torrent.bencode import BencodeValue, decode, dict_spans, encode
 from s3torrent.errors import BencodeError, InvalidTorrent
-from s3torrent.hashing import (
+from s3torrent.torrent.bencode import BencodeValue, decode, dict_spans, encode
+from s3torrent.torrent.hashing import (
     BLOCK_SIZE,
     MIN_PIECE_LENGTH,
     MetaVersion,

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from s3torrent.model import TORRENT_SUFFIX, SkipReason
-from s3torrent.s3 import ListedObject
+from s3torrent.s3.objects import ListedObject
 from s3torrent.service import ARCHIVE_CLASSES, key_skip_reason
 from s3torrent.settings import Settings
 

@@ -27,16 +27,16 @@ from s3torrent.errors import (
     ObjectNotFound,
     UnsupportedObject,
 )
-from s3torrent.metainfo import Torrent
 from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord
-from s3torrent.ranged_reader import RangeSource, ReaderConfig
-from s3torrent.s3_direct import DirectRanges, HttpConnections
-from s3torrent.s3_errors import (
+from s3torrent.s3.direct import DirectRanges, HttpConnections
+from s3torrent.s3.errors import (
     is_retryable,
     translate_error,
     translate_read_error,
     transport_error,
 )
+from s3torrent.s3.reader import RangeSource, ReaderConfig
+from s3torrent.torrent.metainfo import Torrent
 
 __all__ = ["S3Objects", "is_retryable", "translate_error"]
 

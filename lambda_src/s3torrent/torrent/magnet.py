@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from s3torrent.metainfo import Torrent
+from s3torrent.torrent.metainfo import Torrent
 
 # Multihash prefix of a SHA-256 digest: function 0x12, length 0x20 (BEP 52).
 _SHA256_MULTIHASH = "1220"
