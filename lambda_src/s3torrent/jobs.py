@@ -41,7 +41,7 @@ from s3torrent.errors import (
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
 from s3torrent.observability import Metric, count, logger, record_result
 from s3torrent.s3.objects import ListPage, S3Objects
-from s3torrent.service import Progress, TorrentService
+from s3torrent.service import HashProgress, TorrentService
 from s3torrent.settings import Settings
 
 JOB_TYPE = "s3torrent.job"
@@ -236,7 +236,7 @@ class Delivery:
 FIRST_DELIVERY = Delivery()
 
 
-def _deadline(ref: ObjectRef, time_left: Callable[[], float] | None) -> Progress | None:
+def _deadline(ref: ObjectRef, time_left: Callable[[], float] | None) -> HashProgress | None:
     """A progress callback that stops a read the invocation cannot see to its end."""
     if time_left is None:
         return None

@@ -91,7 +91,7 @@ NATIVE_SAMPLE_PIECES = 16
 # (each further change sends its own event anyway).
 MAX_REMAKES = 2
 
-Progress = Callable[[int, int], None]
+HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
 
 
@@ -215,7 +215,7 @@ class TorrentService:
         max_bytes: int | None = None,
         force: bool = False,
         write: bool = True,
-        on_progress: Progress | None = None,
+        on_progress: HashProgress | None = None,
         match_options: bool = False,
         _depth: int = 0,
     ) -> TorrentResult:
@@ -397,7 +397,7 @@ class TorrentService:
         settings: Settings,
         options: TorrentOptions,
         counters: TransferCounters,
-        on_progress: Progress | None,
+        on_progress: HashProgress | None,
     ) -> tuple[Torrent, str]:
         if settings.torrent_source != "compute":
             try:
@@ -416,7 +416,7 @@ class TorrentService:
         settings: Settings,
         options: TorrentOptions,
         counters: TransferCounters,
-        on_progress: Progress | None,
+        on_progress: HashProgress | None,
     ) -> Torrent:
         piece_length = options.piece_length or choose_piece_length(info.size)
         hashes = self.hash_object(info, piece_length, options.meta_version, counters, on_progress)
@@ -428,7 +428,7 @@ class TorrentService:
         piece_length: int,
         meta_version: MetaVersion,
         counters: TransferCounters,
-        on_progress: Progress | None = None,
+        on_progress: HashProgress | None = None,
     ) -> PieceHashes:
         """Hash exactly the object `info` describes: parallel ranged GETs, each thread
         hashing the parts it reads (ranged_reader.py)."""

@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from s3torrent.model import MAX_KEY_BYTES, TorrentResult
-
-MetaVersion = Literal["1", "2", "hybrid"]
+from s3torrent.settings import MetaVersionSetting
 
 MAX_URLS = 32
 # Stated in the OpenAPI document too, so a client (or a fuzzer) knows a valid request from
@@ -27,10 +26,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TorrentOptions(_Strict):
+class OptionsBody(_Strict):
     """Per-request torrent options; each one left out keeps the deployment's setting."""
 
-    meta_version: MetaVersion | None = Field(
+    meta_version: MetaVersionSetting | None = Field(
         default=None, description="BitTorrent v1, v2 (BEP 52) or hybrid"
     )
     piece_length: PieceLength | None = Field(
@@ -81,7 +80,7 @@ class CreateTorrentRequest(_Strict):
     bucket: str = Field(min_length=1, max_length=255)
     key: str = Field(min_length=1)
     version_id: str | None = Field(default=None, min_length=1, max_length=1024)
-    options: TorrentOptions | None = None
+    options: OptionsBody | None = None
 
     _key = field_validator("key")(_check_key)
 
