@@ -3,7 +3,8 @@
 `retryable` tells the handlers what to do: a retryable error fails the SQS record (so it comes
 back, and ends in the DLQ if it never clears); a non-retryable one can never succeed as
 asked, so it is logged with its reason and answered (4xx, acknowledged record, PermanentFailure).
-`code` is the S3-style error code the API answers with.
+`code` is the S3-style error code the API answers with. The torrent engine has errors of its
+own (`s3torrent.torrent.errors`), which the service translates where they reach a caller.
 """
 
 from __future__ import annotations
@@ -15,21 +16,6 @@ class S3TorrentError(Exception):
     retryable: bool = False
     code: str = "InvalidRequest"
     http_status: int = 400
-
-
-# --- the engine -------------------------------------------------------------------------
-
-
-class BencodeError(S3TorrentError):
-    """Bytes that are not strict bencode."""
-
-
-class InvalidPieceLength(S3TorrentError):
-    """A piece length that is not a power of two of at least 16 KiB."""
-
-
-class InvalidTorrent(S3TorrentError):
-    """Metainfo that does not describe a valid single-file torrent."""
 
 
 # --- inputs the service refuses -----------------------------------------------------------
@@ -47,12 +33,6 @@ class UnsupportedObject(S3TorrentError):
         self.bucket = bucket
         self.key = key
         self.reason = reason
-
-
-class ObjectTooLarge(UnsupportedObject):
-    """An object over the size limit of the path that was asked to hash it."""
-
-    code = "EntityTooLarge"
 
 
 class BucketNotAllowed(S3TorrentError):
@@ -131,7 +111,7 @@ class OutOfTime(S3TorrentError):
     http_status = 503
 
 
-# --- the handlers' own (helper-5) ---------------------------------------------------------
+# --- the handlers' own ---------------------------------------------------------
 
 
 class NotConfigured(S3TorrentError):

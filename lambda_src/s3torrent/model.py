@@ -122,3 +122,22 @@ class TorrentResult:
     # The ETag of the object the call looked at, when a skip happened after reading its
     # metadata (TOO_LARGE: the API keys its queued-job dedupe on it).
     source_etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One entry of a ListObjectsV2 page."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    storage_class: str | None
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page of ListObjectsV2, in the lexical (UTF-8 binary) order S3 lists keys in."""
+
+    objects: tuple[ListedObject, ...]
+    next_token: str | None

@@ -23,21 +23,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
-from s3torrent import __version__
 from s3torrent.errors import (
     AccessDenied,
     InvalidInput,
-    InvalidTorrent,
     NativeTorrentUnavailable,
     ObjectChanged,
     ObjectNotFound,
     UnsupportedObject,
 )
 from s3torrent.model import (
-    MAX_KEY_BYTES,
-    TORRENT_SUFFIX,
     ObjectInfo,
     ObjectRef,
     Outcome,
@@ -46,40 +41,33 @@ from s3torrent.model import (
     TorrentResult,
     TransferCounters,
 )
+from s3torrent.policy import (
+    OVERRIDABLE,
+    key_skip_reason,
+    object_skip_reason,
+    options_match,
+    torrent_options,
+    torrent_source_of,
+)
 from s3torrent.s3.objects import S3Objects, is_retryable
 from s3torrent.s3.reader import read_parts
 from s3torrent.settings import Settings
-from s3torrent.torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes
-from s3torrent.torrent.magnet import magnet_link
-from s3torrent.torrent.metainfo import (
+from s3torrent.torrent import (
+    InvalidTorrent,
+    MetaVersion,
+    PieceHashBuilder,
+    PieceHashes,
     Torrent,
+    TorrentError,
     TorrentOptions,
     build_torrent,
     choose_piece_length,
+    magnet_link,
     read_torrent,
     torrent_name_for_key,
 )
 
 logger = logging.getLogger(__name__)
-
-CREATED_BY = f"s3torrent {__version__}"
-
-# Per-request options a caller (API body, CLI flags, job message) may set.
-OVERRIDABLE = frozenset(
-    {
-        "meta_version",
-        "piece_length",
-        "trackers",
-        "web_seeds",
-        "private",
-        "comment",
-        "source_tag",
-        "torrent_source",
-    }
-)
-
-ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
-ARCHIVE_TIERS = frozenset({"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"})
 
 # Native torrents: every piece is checked up to this size (the read is cheap next to a
 # wrong torrent reaching users); above it, the first, the last and random pieces. A store
@@ -93,95 +81,6 @@ MAX_REMAKES = 2
 
 HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
-
-
-def key_skip_reason(settings: Settings, bucket: str, key: str) -> SkipReason | None:
-    """Why this key can never get a torrent, decided from the name alone (no request)."""
-    if key.endswith(TORRENT_SUFFIX):
-        return SkipReason.TORRENT_KEY
-    if key.endswith("/"):
-        return SkipReason.DIRECTORY_MARKER
-    if len((key + TORRENT_SUFFIX).encode("utf-8")) > MAX_KEY_BYTES:
-        return SkipReason.KEY_TOO_LONG
-    if not settings.allows(bucket, key):
-        return SkipReason.OUTSIDE_SCOPE
-    return None
-
-
-def is_archived(storage_class: str | None, archive_status: str | None, restored: bool) -> bool:
-    """True when GetObject would fail until the object is restored."""
-    if restored:
-        return False
-    return storage_class in ARCHIVE_CLASSES or archive_status in ARCHIVE_TIERS
-
-
-def object_skip_reason(info: ObjectInfo) -> SkipReason | None:
-    """Why this object (as HeadObject describes it) can never get a torrent."""
-    if info.size == 0:
-        return SkipReason.EMPTY
-    if is_archived(info.storage_class, info.archive_status, info.restored):
-        return SkipReason.ARCHIVED
-    if info.sse_customer:
-        return SkipReason.SSE_C
-    return None
-
-
-def expand_web_seed(template: str, settings: Settings, bucket: str, key: str) -> str:
-    """One BEP 19 web seed URL from a settings template (placeholders: settings.py)."""
-    folder = key[: key.rfind("/") + 1]
-    values = {
-        "bucket_url": settings.bucket_url(bucket),
-        "bucket": bucket,
-        "key": quote(key, safe="/"),
-        "folder": quote(folder, safe="/"),
-        "region": settings.region,
-        "endpoint": settings.s3_endpoint,
-    }
-    try:
-        return template.format_map(values)
-    except (KeyError, IndexError, ValueError) as error:
-        raise InvalidInput(
-            f"web seed template {template!r}: unknown or malformed placeholder ({error})"
-        ) from error
-
-
-def torrent_options(settings: Settings, bucket: str, key: str) -> TorrentOptions:
-    """What the settings say a torrent of s3://bucket/key carries besides its hashes."""
-    return TorrentOptions(
-        meta_version=MetaVersion(settings.meta_version),
-        piece_length=settings.piece_length,
-        trackers=tuple((url,) for url in settings.trackers),
-        web_seeds=tuple(expand_web_seed(t, settings, bucket, key) for t in settings.web_seeds),
-        private=settings.private,
-        source=settings.source_tag,
-        comment=settings.comment,
-        created_by=CREATED_BY,
-        creation_date=None,  # none, so that a rebuild of the same object is byte-identical
-    )
-
-
-def torrent_source_of(torrent: Torrent) -> str:
-    """'computed' for a torrent s3torrent built, 'native' for one the store served."""
-    created_by = torrent.created_by or ""
-    return "computed" if created_by.split(" ", 1)[0] == "s3torrent" else "native"
-
-
-def _matches(stored: Torrent, want: TorrentOptions, settings: Settings) -> bool:
-    """True when a stored torrent is what these settings would make (its ETag aside)."""
-    if torrent_source_of(stored) == "native":
-        # The store's own torrent carries the store's options; it stays while wanted.
-        return settings.torrent_source != "compute"
-    if settings.torrent_source == "native":
-        return False
-    return (
-        stored.meta_version == want.meta_version
-        and (want.piece_length is None or stored.piece_length == want.piece_length)
-        and stored.trackers == want.trackers
-        and stored.web_seeds == want.web_seeds
-        and stored.private == want.private
-        and stored.comment == want.comment
-        and stored.source == want.source
-    )
 
 
 class TorrentService:
@@ -230,7 +129,10 @@ class TorrentService:
         skip = key_skip_reason(settings, ref.bucket, ref.key)
         if skip is not None:
             return self._skipped(ref, skip, counters)
-        name = torrent_name_for_key(ref.key)
+        try:
+            name = torrent_name_for_key(ref.key)
+        except TorrentError as error:  # a key whose last segment cannot name a torrent
+            raise InvalidInput(f"{ref.uri}: {error}") from error
         options = torrent_options(settings, ref.bucket, ref.key)
         try:
             info = self.objects.head_object(ref)
@@ -345,10 +247,6 @@ class TorrentService:
             source=torrent_source_of(torrent),
         )
 
-    def torrent_for_download(self, ref: ObjectRef, *, max_bytes: int | None) -> TorrentResult:
-        """`?torrent`: a fresh stored torrent is served as is, else one is made (and stored)."""
-        return self.make_torrent(ref, max_bytes=max_bytes)
-
     # -- the steps ----------------------------------------------------------------------------
 
     def _stored_if_fresh(
@@ -374,10 +272,10 @@ class TorrentService:
         except InvalidTorrent:
             logger.warning("%s: stored torrent is unreadable, rebuilding it", ref.uri)
             return None
-        # Fresh means built from the current ETag (DESIGN.md), whatever options made it: a v2
+        # Fresh means built from the current ETag (docs/design.md), whatever options made it: a v2
         # torrent someone asked for stays until its object changes. Only a caller asking for
         # options of its own (POST /torrents, the CLI's flags) gets them rebuilt if they differ.
-        if explicit_options and not _matches(torrent, options, settings):
+        if explicit_options and not options_match(torrent, options, settings):
             return None
         return TorrentResult(
             outcome=Outcome.FRESH,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3torrent.errors import InvalidInput
+from s3torrent.torrent.hashing import validate_piece_length
 
 ENV_PREFIX = "S3TORRENT_"
 MiB = 1024 * 1024
@@ -53,7 +54,7 @@ class Settings(BaseModel):
     # BEP 19 web seed templates. Placeholders: {bucket_url} (virtual-hosted on AWS,
     # path-style on endpoint_url), {bucket}, {key}, {folder} (key up to and including its
     # last '/', URL-quoted; empty at the top level), {region}, {endpoint}. The folder form
-    # ending in '/' is the one every client tried resolves for v1, v2 and hybrid (NOTES.md):
+    # ending in '/' is the one every client tried resolves for v1, v2 and hybrid (docs/clients.md):
     # clients append the torrent's `name`, the key's last segment (BEP 19).
     web_seeds: tuple[str, ...] = ("{bucket_url}/{folder}",)
     private: bool = False
@@ -92,9 +93,8 @@ class Settings(BaseModel):
     @field_validator("piece_length")
     @classmethod
     def _power_of_two(cls, value: int | None) -> int | None:
-        if value is not None and (value < 16384 or value & (value - 1)):
-            raise ValueError(f"piece_length must be a power of two of at least 16384: {value}")
-        return value
+        # The engine's own check (an InvalidPieceLength is a ValueError, so pydantic reports it).
+        return None if value is None else validate_piece_length(value)
 
     @field_validator("trackers")
     @classmethod

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3torrent.errors import BencodeError, S3TorrentError
 from s3torrent.torrent.bencode import MAX_DEPTH, BencodeValue, decode, dict_spans, encode
+from s3torrent.torrent.errors import BencodeError, TorrentError
 
 values: st.SearchStrategy[BencodeValue] = st.recursive(
     st.integers() | st.binary(max_size=40),
@@ -163,5 +163,6 @@ def test_dict_spans_reject(data: bytes, message: str) -> None:
         dict_spans(data)
 
 
-def test_bencode_error_is_an_s3torrent_error() -> None:
-    assert issubclass(BencodeError, S3TorrentError)
+def test_bencode_error_is_an_engine_error_with_no_http_in_it() -> None:
+    assert issubclass(BencodeError, TorrentError)
+    assert not hasattr(BencodeError, "http_status")

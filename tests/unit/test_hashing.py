@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3torrent.errors import InvalidPieceLength, InvalidTorrent
+from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent
 from s3torrent.torrent.hashing import (
     BLOCK_SIZE,
     MetaVersion,

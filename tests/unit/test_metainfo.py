@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from s3torrent.errors import InvalidPieceLength, InvalidTorrent
+from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent
 from s3torrent.torrent.bencode import decode, encode
 from s3torrent.torrent.hashing import MetaVersion, PieceHashes, hash_bytes
 from s3torrent.torrent.metainfo import (

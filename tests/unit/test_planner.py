@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from s3torrent.backfill.planner import BackfillPlanner, PlannedObject
-from s3torrent.model import SkipReason
-from s3torrent.s3.objects import ListedObject
+from s3torrent.model import ListedObject, SkipReason
 from s3torrent.settings import Settings
 
 BUCKET = "bkt"

@@ -15,9 +15,10 @@ from moto import mock_aws
 from references import libtorrent_hashes
 from s3torrent.errors import InvalidInput, ObjectNotFound
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason
+from s3torrent.policy import expand_web_seed, object_skip_reason
 from s3torrent.s3.objects import S3Objects
 from s3torrent.s3.reader import ReaderConfig
-from s3torrent.service import TorrentService, expand_web_seed, object_skip_reason
+from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent.hashing import MetaVersion
 from s3torrent.torrent.metainfo import read_torrent
@@ -148,7 +149,7 @@ def test_too_large_for_the_path_is_skipped_but_a_fresh_torrent_is_still_served(s
         SkipReason.TOO_LARGE
     )
     service.make_torrent(ObjectRef(BUCKET, "big.bin"))
-    served = service.torrent_for_download(ObjectRef(BUCKET, "big.bin"), max_bytes=99)
+    served = service.make_torrent(ObjectRef(BUCKET, "big.bin"), max_bytes=99)
     assert served.outcome is Outcome.FRESH
     assert served.torrent_bytes
 
@@ -238,7 +239,7 @@ def test_a_torrent_made_with_options_is_served_as_is_while_its_object_is_unchang
     service = service_for(s3, meta_version="hybrid")
     made = service.make_torrent(ObjectRef(BUCKET, "v2.bin"), overrides={"meta_version": "2"})
 
-    served = service.torrent_for_download(ObjectRef(BUCKET, "v2.bin"), max_bytes=None)
+    served = service.make_torrent(ObjectRef(BUCKET, "v2.bin"), max_bytes=None)
 
     assert made.outcome is Outcome.CREATED
     assert served.outcome is Outcome.FRESH

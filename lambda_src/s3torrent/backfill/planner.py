@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from s3torrent.model import TORRENT_SUFFIX, SkipReason
-from s3torrent.s3.objects import ListedObject
-from s3torrent.service import ARCHIVE_CLASSES, key_skip_reason
+from s3torrent.model import TORRENT_SUFFIX, ListedObject, SkipReason
+from s3torrent.policy import ARCHIVE_CLASSES, key_skip_reason
 from s3torrent.settings import Settings
 
 Action = Literal["missing", "stale", "fresh", "skip"]

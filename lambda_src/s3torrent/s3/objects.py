@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +25,14 @@ from s3torrent.errors import (
     ObjectNotFound,
     UnsupportedObject,
 )
-from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TorrentRecord
+from s3torrent.model import (
+    ListedObject,
+    ListPage,
+    ObjectInfo,
+    ObjectRef,
+    SkipReason,
+    TorrentRecord,
+)
 from s3torrent.s3.direct import DirectRanges, HttpConnections
 from s3torrent.s3.errors import (
     is_retryable,
@@ -41,7 +46,10 @@ from s3torrent.torrent.metainfo import Torrent
 __all__ = ["S3Objects", "is_retryable", "translate_error"]
 
 TORRENT_CONTENT_TYPE = "application/x-bittorrent"
-CREATED_BY = "s3torrent"
+# The `created-by` metadata of every torrent s3torrent writes: how it tells its own torrents
+# from a user's `.torrent` objects, which it never overwrites or deletes. (The torrent's
+# `created by` field, with the version, is policy.CREATED_BY.)
+WRITER_MARK = "s3torrent"
 
 # User metadata of a `<key>.torrent` (S3 lowercases x-amz-meta-* names; values stay ASCII).
 META_CREATED_BY = "created-by"
@@ -98,25 +106,6 @@ def content_disposition(key: str) -> str:
 def _ascii(value: str) -> str:
     # S3 user metadata travels in HTTP headers: keep it printable ASCII.
     return value if value.isascii() and value.isprintable() else quote(value, safe="")
-
-
-@dataclass(frozen=True)
-class ListedObject:
-    """One entry of a ListObjectsV2 page."""
-
-    key: str
-    size: int
-    etag: str
-    last_modified: datetime
-    storage_class: str | None
-
-
-@dataclass(frozen=True)
-class ListPage:
-    """A page of ListObjectsV2, in the lexical (UTF-8 binary) order S3 lists keys in."""
-
-    objects: tuple[ListedObject, ...]
-    next_token: str | None
 
 
 class S3Objects:
@@ -370,7 +359,7 @@ class S3Objects:
     ) -> TorrentRecord:
         """Write `<key>.torrent` with its content type, disposition and provenance metadata."""
         metadata = {
-            META_CREATED_BY: CREATED_BY,
+            META_CREATED_BY: WRITER_MARK,
             META_SOURCE_ETAG: _ascii(info.etag),
             META_SIZE: str(info.size),
             META_PIECE_LENGTH: str(torrent.piece_length),
@@ -483,7 +472,7 @@ class S3Objects:
     @staticmethod
     def _record(ref: ObjectRef, response: Mapping[str, Any]) -> TorrentRecord | None:
         meta = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
-        if meta.get(META_CREATED_BY) != CREATED_BY:
+        if meta.get(META_CREATED_BY) != WRITER_MARK:
             return None
         size = _parse_int(meta.get(META_SIZE))
         piece_length = _parse_int(meta.get(META_PIECE_LENGTH))

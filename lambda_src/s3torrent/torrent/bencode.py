@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from s3torrent.errors import BencodeError
+from s3torrent.torrent.errors import BencodeError
 
 BencodeValue = int | bytes | list["BencodeValue"] | dict[bytes, "BencodeValue"]
 

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from s3torrent.errors import InvalidPieceLength, InvalidTorrent
+from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent
 
 BLOCK_SIZE = 16 * 1024
 """BEP 52: v2 leaves are SHA-256 hashes of 16 KiB blocks."""

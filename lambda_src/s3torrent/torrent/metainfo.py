@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from s3torrent.errors import BencodeError, InvalidTorrent
 from s3torrent.torrent.bencode import BencodeValue, decode, dict_spans, encode
+from s3torrent.torrent.errors import BencodeError, InvalidPieceLength, InvalidTorrent
 from s3torrent.torrent.hashing import (
     BLOCK_SIZE,
     MIN_PIECE_LENGTH,
@@ -271,11 +271,10 @@ def read_torrent(data: bytes) -> Torrent:
     if not name:
         raise InvalidTorrent("info.name is empty")
     piece_length = _int(info, b"piece length", "info.piece length")
-    if piece_length < MIN_PIECE_LENGTH or piece_length & (piece_length - 1):
-        raise InvalidTorrent(
-            f"piece length must be a power of two of at least {MIN_PIECE_LENGTH} bytes:"
-            f" {piece_length}"
-        )
+    try:
+        validate_piece_length(piece_length)
+    except InvalidPieceLength as error:
+        raise InvalidTorrent(str(error)) from error
 
     has_v1 = b"pieces" in info
     has_v2 = b"meta version" in info or b"file tree" in info

@@ -309,7 +309,7 @@ def _s3_ref(
 
 def _serve_torrent(ref: ObjectRef) -> Response[Any]:
     settings = runtime.settings
-    result = runtime.service.torrent_for_download(ref, max_bytes=settings.api_inline_max_bytes)
+    result = runtime.service.make_torrent(ref, max_bytes=settings.api_inline_max_bytes)
     record_result(result)
     if result.outcome is Outcome.SKIPPED and result.skip_reason is SkipReason.TOO_LARGE:
         _queue(JobMessage(bucket=ref.bucket, key=ref.key), result)
