@@ -20,13 +20,23 @@ Then the ratios to the targets of issue 3 (v1 <= 1.25 x mktorrent -t 2, hybrid <
 libtorrent hybrid, peak RSS < 256 MiB at any size).
 
 The whole run re-executes itself in a private network namespace (`unshare --net`) whose
-loopback uses the kernel's default TCP congestion control, cubic, whatever the host is set
-to. Why: nginx is the sender on the same two cores, and a sender's congestion control is the
+connections to 127.0.0.1 use cubic (the kernel's default), whatever the host is set to.
+Why: nginx is the sender on the same two cores, and a sender's congestion control is the
 server's business, not ours (S3's servers choose their own). This machine's image sets BBR,
 whose pacing on loopback costs the sender softirq time and leaves the cores idle between
 paced bursts: v1 took 1.4-1.7 s over the host's loopback against 0.86-0.91 s in the private
-namespace, in the same hour (README, *Performance*). `--host-network` measures on the host's
-stack instead; the report prints which was used.
+namespace, in the same hour (README, *Performance*). The namespace's default is set where
+the kernel lets it; where it refuses (a namespace may only default to an algorithm in the
+host's net.ipv4.tcp_allowed_congestion_control), cubic goes on the loopback route instead.
+Where neither the namespace nor its congestion control can be had, the bench runs on the
+host's network, as `--host-network` asks; the report's `network:` line says which network,
+which congestion control and why. An algorithm named with `--congestion-control` that
+cannot be had is an error, not a fallback. S3TORRENT_BENCH_NO_PRIVATE_NETWORK=1 runs the
+fallback on any machine.
+
+Every row has the CPU seconds per GiB of its own process (ours: our process only) and, for
+ours, of nginx during the run; each ratio of times is printed with them. With the sender
+on the same cores, a time says how the cores were shared and the CPU the work each did.
 
 Every timed run is a fresh child process; times are the best of --repeat runs (5; median in
 brackets). Our times start at HeadObject and end with the torrent built: the boto3 client
@@ -38,10 +48,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -53,7 +65,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -133,49 +145,197 @@ def warm_page_cache(path: Path) -> None:
 
 # --- the network ---------------------------------------------------------------------------
 
-# Set in the environment of the bench re-executed in its own network namespace.
+# Set in the environment of the bench re-executed in its own network namespace: the report's
+# `network:` line, decided (and tried) by the bench that re-executed it.
 PRIVATE_NETWORK_MARK = "S3TORRENT_BENCH_PRIVATE_NETWORK"
-CONGESTION_CONTROL = Path("/proc/sys/net/ipv4/tcp_congestion_control")  # per namespace
+# Set (to anything) to run as if no private network namespace could be had: the fallback a
+# machine without unshare takes, on demand (tests/integration/test_bench.py runs it).
+NO_PRIVATE_NETWORK = "S3TORRENT_BENCH_NO_PRIVATE_NETWORK"
+DEFAULT_CONGESTION_CONTROL = "cubic"
+SYSCTL = Path("/proc/sys/net/ipv4")  # its TCP files are per network namespace
 
 
-def congestion_control() -> str:
-    """The TCP congestion control new sockets of this network namespace get."""
+class NoPrivateNetwork(Exception):
+    """Why the bench cannot have a private network namespace with the congestion control asked."""
+
+
+def loopback_congestion_control() -> str:
+    """The TCP congestion control a connection to 127.0.0.1 gets here, read off one.
+
+    Read off a connection, not the sysctl: a route can override the sysctl (see
+    set_up_private_network), and what counts is what nginx's accepted sockets send with.
+    """
     try:
-        return CONGESTION_CONTROL.read_text().strip()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            with socket.create_connection(listener.getsockname(), timeout=5):
+                accepted, _ = listener.accept()
+                with accepted:
+                    name = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
     except OSError:
         return "?"
+    return name.rstrip(b"\0").decode()
 
 
-def private_network_argv() -> list[str] | None:
-    """How to run a command in a new network namespace here, or None where we may not.
+def private_network_argv() -> list[str]:
+    """How to run a command in a new network namespace here; NoPrivateNetwork where we may not.
 
     root unshares directly; anyone else needs an unprivileged user namespace to own it
     (`--map-root-user`), which some kernels or containers refuse.
     """
+    if os.environ.get(NO_PRIVATE_NETWORK):
+        raise NoPrivateNetwork(f"{NO_PRIVATE_NETWORK} is set")
     unshare = shutil.which("unshare")
     if unshare is None:
-        return None
+        raise NoPrivateNetwork("no unshare command")
     argv = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "--map-root-user", "--net"]
-    probe = subprocess.run([*argv, "true"], capture_output=True, check=False)
-    return argv if probe.returncode == 0 else None
+    probe = subprocess.run([*argv, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode:
+        said = probe.stderr.strip().splitlines()
+        reason = said[-1] if said else f"exit status {probe.returncode}"
+        raise NoPrivateNetwork(f"{shlex.join(argv)} failed: {reason}")
+    return argv
 
 
-def set_up_private_network(algorithm: str) -> None:
-    """In a fresh network namespace: bring loopback up, give it `algorithm`'s TCP."""
-    # SIOCGIFFLAGS/SIOCSIFFLAGS on "lo": what `ip link set lo up` does, without iproute2.
+def set_up_private_network(algorithm: str) -> str:
+    """In a fresh network namespace: loopback up, `algorithm` for connections to 127.0.0.1.
+
+    Returns how the algorithm was set, for the report; NoPrivateNetwork when it cannot be.
+    """
+    bring_loopback_up()
+    try:
+        (SYSCTL / "tcp_congestion_control").write_text(algorithm)
+        how = "namespace default"
+    except OSError as sysctl_error:
+        # The kernel lets a namespace other than the first default only to an algorithm in
+        # the host's net.ipv4.tcp_allowed_congestion_control (EPERM otherwise, root or not);
+        # an image that chose BBR may allow only "reno bbr". A route's congctl metric has no
+        # such rule, and the bench's connections all go to 127.0.0.1.
+        try:
+            set_loopback_route_congestion_control(algorithm)
+        except OSError as route_error:
+            available = (SYSCTL / "tcp_available_congestion_control").read_text().strip()
+            raise NoPrivateNetwork(
+                f"sysctl: {sysctl_error}; loopback route: {route_error};"
+                f" this kernel has: {available}"
+            ) from route_error
+        how = f"set on the route to 127.0.0.1: the namespace default refused it, {sysctl_error}"
+    got = loopback_congestion_control()
+    if got != algorithm:
+        raise NoPrivateNetwork(f"{algorithm} was set ({how}) but a loopback connection got {got}")
+    return how
+
+
+def bring_loopback_up() -> None:
+    """`ip link set lo up`, without needing iproute2: SIOCGIFFLAGS/SIOCSIFFLAGS on "lo"."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def set_loopback_route_congestion_control(algorithm: str) -> None:
+    """`ip route replace local 127.0.0.1 dev lo table local proto kernel scope host
+    src 127.0.0.1 congctl ALGORITHM`, over rtnetlink (no iproute2 needed); OSError if refused.
+
+    The kernel's own /32 route to 127.0.0.1 with one metric more: both ends of a loopback
+    connection to 127.0.0.1 then start with that algorithm (connect and accept both look
+    at the route's RTAX_CC_ALGO before the namespace default).
+    """
+    rtm_newroute, nlmsg_error = 24, 2
+    nlm_f_request, nlm_f_ack, nlm_f_replace, nlm_f_create = 0x1, 0x4, 0x100, 0x400
+    rt_table_local, rtprot_kernel, rt_scope_host, rtn_local = 255, 2, 254, 2
+    rta_dst, rta_oif, rta_prefsrc, rta_metrics, rtax_cc_algo = 1, 4, 7, 8, 16
+
+    def attribute(kind: int, payload: bytes) -> bytes:
+        length = 4 + len(payload)
+        return struct.pack("=HH", length, kind) + payload + bytes(-length % 4)
+
+    address = socket.inet_aton("127.0.0.1")
+    message = struct.pack(
+        "=BBBBBBBBI",
+        socket.AF_INET,
+        32,  # destination prefix length
+        0,
+        0,
+        rt_table_local,
+        rtprot_kernel,
+        rt_scope_host,
+        rtn_local,
+        0,
+    )
+    message += attribute(rta_dst, address)
+    message += attribute(rta_prefsrc, address)
+    message += attribute(rta_oif, struct.pack("=i", socket.if_nametoindex("lo")))
+    message += attribute(rta_metrics, attribute(rtax_cc_algo, algorithm.encode() + b"\0"))
+    flags = nlm_f_request | nlm_f_ack | nlm_f_replace | nlm_f_create
+    header = struct.pack("=IHHII", 16 + len(message), rtm_newroute, flags, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as netlink:
+        netlink.bind((0, 0))
+        netlink.send(header + message)
+        reply = netlink.recv(65536)
+    _, kind = struct.unpack_from("=IH", reply)
+    if kind != nlmsg_error:
+        raise OSError(f"unexpected rtnetlink reply type {kind}")
+    error = -struct.unpack_from("=i", reply, 16)[0]  # 0 is the acknowledgement
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the bench runs: under `unshare` (a private namespace) or, when None, on the host."""
+
+    unshare: list[str] | None
+    line: str  # the report's `network:` line: what was used and why
+
+
+def choose_network(algorithm: str | None, *, host_network: bool = False) -> Network:
+    """The private namespace with `algorithm` (cubic when None) if this machine gives one.
+
+    Else the host's network, with the reason. A namespace whose congestion control cannot
+    be set is not used: it would only be the host's algorithm again on another loopback,
+    and the host's network is the one a reader can reproduce. An algorithm asked for
+    explicitly that cannot be had is an error instead (SystemExit): measuring another one
+    would answer a question nobody asked.
+    """
+    host_algorithm = loopback_congestion_control()
+    host = f"host network, TCP {host_algorithm}"
+    if host_network:
+        return Network(None, f"{host} (--host-network)")
+    wanted = algorithm or DEFAULT_CONGESTION_CONTROL
     try:
-        CONGESTION_CONTROL.write_text(algorithm)
-    except OSError as error:
-        available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
-        raise SystemExit(
-            f"cannot use TCP congestion control {algorithm!r} ({error});"
-            f" this kernel has: {available.read_text().strip()}"
-        ) from error
+        argv = private_network_argv()
+    except NoPrivateNetwork as why:
+        return Network(None, f"{host} (no private network namespace: {why})")
+    # Try it in a throwaway namespace first, so that a refusal leaves us on the host.
+    probe = subprocess.run(
+        [*argv, sys.executable, str(Path(__file__).resolve()), "--network-probe", wanted],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    answer = json.loads(probe.stdout) if probe.stdout.startswith("{") else {}
+    if "how" not in answer:
+        refused = answer.get("refused") or f"probe failed: {probe.stderr.strip()[-500:]}"
+        if algorithm is not None:
+            raise SystemExit(f"cannot use TCP congestion control {algorithm!r}: {refused}")
+        reason = f"the private namespace's congestion control could not be set to {wanted}"
+        return Network(None, f"{host} ({reason}: {refused})")
+    return Network(
+        argv,
+        f"private network namespace, TCP {wanted} ({answer['how']}; the host's: {host_algorithm})",
+    )
+
+
+def network_probe(algorithm: str) -> dict[str, str]:
+    """Run inside a new namespace by choose_network: can `algorithm` be had here, and how."""
+    try:
+        return {"how": set_up_private_network(algorithm)}
+    except (NoPrivateNetwork, OSError) as why:
+        return {"refused": str(why)}
 
 
 # --- child processes -----------------------------------------------------------------------
@@ -185,8 +345,11 @@ def set_up_private_network(algorithm: str) -> None:
 class Run:
     seconds: float
     peak_rss: int  # bytes, of that child process alone
-    cpu: float = 0.0  # user + system seconds of that process during the timed part
+    # User + system CPU seconds of that process alone: of the timed part for our and the
+    # Python children (they measure themselves), of the whole process for mktorrent (wait4).
+    cpu: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    sender_cpu: float | None = None  # nginx's, for our runs (it serves them on our cores)
 
 
 # nginx ignores signatures: children sign with throwaway keys and never look for real ones.
@@ -239,10 +402,14 @@ def python_child(job: dict[str, Any]) -> Run:
     return Run(float(extra["seconds"]), int(extra["peak_rss"]), float(extra.get("cpu", 0)), extra)
 
 
-def cpu_since(before: os.times_result) -> float:
-    """User + system seconds of this process (all its threads) since `before`."""
-    now = os.times()
-    return (now.user - before.user) + (now.system - before.system)
+def cpu_since(before: float) -> float:
+    """User + system seconds of this process (all its threads) since `before` (process_time).
+
+    This process only: nginx, the sender of our bytes, is another process, so its share of
+    the cores is not counted as our work. process_time, not os.times: os.times counts in
+    10 ms clock ticks, too coarse for the test's 3.3 MiB runs.
+    """
+    return time.process_time() - before
 
 
 def vm_hwm() -> int:
@@ -273,7 +440,7 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
     if job["meta"] == READ_ONLY:
         return read_only(service, ref, job["piece_length"])
     meta = MetaVersion(job["meta"])
-    times0 = os.times()
+    cpu0 = time.process_time()
     began = time.perf_counter()
     info = objects.head_object(ref)
     counters = TransferCounters()
@@ -298,7 +465,7 @@ def child_ours(job: dict[str, Any]) -> dict[str, Any]:
         "get_requests": counters.get_requests,
         "retries": counters.retries,
         "bytes_read": counters.bytes_read,
-        "cpu": cpu_since(times0),
+        "cpu": cpu_since(cpu0),
         "transport": type(objects.range_source(info)).__name__,
     }
 
@@ -321,7 +488,7 @@ def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
     from s3torrent.s3.reader import read_parts
 
     objects = service.objects
-    times0 = os.times()
+    cpu0 = time.process_time()
     began = time.perf_counter()
     info = objects.head_object(ref)
     counters = TransferCounters()
@@ -338,13 +505,15 @@ def read_only(service: Any, ref: Any, piece_length: int) -> dict[str, Any]:
     return {
         "seconds": time.perf_counter() - began,
         "peak_rss": vm_hwm(),
-        "cpu": cpu_since(times0),
+        "cpu": cpu_since(cpu0),
         "bytes_read": counters.bytes_read,
         "transport": type(source).__name__,
     }
 
 
-def make_service(endpoint: str, part_size: int, window: int, transport: str) -> Any:
+def make_service(
+    endpoint: str, part_size: int, window: int, transport: Literal["direct", "sdk"]
+) -> Any:
     """The service exactly as production builds it: wiring.build_service(settings)."""
     from s3torrent.settings import Settings
     from s3torrent.wiring import build_service
@@ -362,7 +531,7 @@ def child_libtorrent(job: dict[str, Any]) -> dict[str, Any]:
     import libtorrent as lt
 
     path = Path(job["path"])
-    times0 = os.times()
+    cpu0 = time.process_time()
     began = time.perf_counter()
     storage = lt.file_storage()
     lt.add_files(storage, str(path))
@@ -375,7 +544,7 @@ def child_libtorrent(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "peak_rss": vm_hwm(),
-        "cpu": cpu_since(times0),
+        "cpu": cpu_since(cpu0),
         "info_hash_v1": str(hashes.v1) if hashes.has_v1() else None,
         "info_hash_v2": str(hashes.v2) if hashes.has_v2() else None,
         "version": lt.__version__,
@@ -411,13 +580,13 @@ def child_hashlib(job: dict[str, Any]) -> dict[str, Any]:
             data.release()
 
     bounds = [pieces * i // threads for i in range(threads + 1)]
-    times0 = os.times()
+    cpu0 = time.process_time()
     began = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(work, a, b) for a, b in itertools.pairwise(bounds)]:
             future.result()
     seconds = time.perf_counter() - began
-    cpu = cpu_since(times0)
+    cpu = cpu_since(cpu0)
     view.release()
     mapped.close()
     return {"seconds": seconds, "peak_rss": vm_hwm(), "cpu": cpu}
@@ -444,6 +613,46 @@ class Row:
     @property
     def peak_rss(self) -> int:
         return max(run.peak_rss for run in self.runs)
+
+    @property
+    def cpu_per_gib(self) -> float:
+        """The best run's CPU seconds per GiB: the work done, whatever the wall clock says
+        while nginx shares the cores (same run as the time, so the two can be compared)."""
+        return per_gib(self.best.cpu, self.size)
+
+    @property
+    def sender_cpu_per_gib(self) -> float | None:
+        """nginx's CPU seconds per GiB during the best run, for our rows; None for the rest."""
+        sender = self.best.sender_cpu
+        return None if sender is None else per_gib(sender, self.size)
+
+
+def per_gib(seconds: float, size: int) -> float:
+    return seconds * GiB / size
+
+
+def row_json(row: Row) -> dict[str, Any]:
+    """A row of the --json output: times and CPU of its best run, and every run."""
+    return {
+        "label": row.label,
+        "size": row.size,
+        "best": row.best.seconds,
+        "median": row.median,
+        "peak_rss": row.peak_rss,
+        "cpu": row.best.cpu,
+        "cpu_s_per_gib": row.cpu_per_gib,
+        "sender_cpu_s_per_gib": row.sender_cpu_per_gib,
+        "runs": [
+            {
+                "seconds": run.seconds,
+                "peak_rss": run.peak_rss,
+                "cpu": run.cpu,
+                "cpu_s_per_gib": per_gib(run.cpu, row.size),
+                "sender_cpu": run.sender_cpu,
+            }
+            for run in row.runs
+        ],
+    }
 
 
 @dataclass
@@ -526,8 +735,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--congestion-control",
-        default="cubic",
-        help="TCP congestion control of the private namespace's loopback (cubic)",
+        metavar="NAME",
+        help="TCP congestion control of the private namespace's loopback; by default cubic"
+        " where it can be had, else the host's network (the report says why); one named"
+        " here that cannot be had is an error",
     )
     parser.add_argument(
         "--gc-freeze", action="store_true", help="ours: gc.freeze() after building the client"
@@ -543,6 +754,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clean", action="store_true", help="delete the generated files after")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--network-probe", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -554,21 +766,30 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(children[job["kind_of_run"]](job)))
         return 0
 
-    network = f"host network, TCP {congestion_control()}"
+    if args.network_probe:
+        print(json.dumps(network_probe(args.network_probe)))
+        return 0
+
+    algorithm = args.congestion_control or DEFAULT_CONGESTION_CONTROL
     if os.environ.get(PRIVATE_NETWORK_MARK):
-        set_up_private_network(args.congestion_control)
-        network = f"private network namespace, TCP {congestion_control()}"
-        network += f" (the host's: {os.environ[PRIVATE_NETWORK_MARK]})"
-    elif not args.host_network:
-        unshare = private_network_argv()
-        if unshare is not None:
+        # Re-executed by the bench below, in the namespace its probe just set up the same way.
+        try:
+            set_up_private_network(algorithm)
+        except (NoPrivateNetwork, OSError) as why:
+            raise SystemExit(f"the private network namespace changed under us: {why}") from why
+        network = os.environ[PRIVATE_NETWORK_MARK]
+    else:
+        chosen = choose_network(args.congestion_control, host_network=args.host_network)
+        network = chosen.line
+        if chosen.unshare is not None:
             script = str(Path(__file__).resolve())
             argv_again = sys.argv[1:] if argv is None else argv
-            environment = {**os.environ, PRIVATE_NETWORK_MARK: congestion_control()}
+            environment = {**os.environ, PRIVATE_NETWORK_MARK: network}
             return subprocess.run(
-                [*unshare, sys.executable, script, *argv_again], env=environment, check=False
+                [*chosen.unshare, sys.executable, script, *argv_again],
+                env=environment,
+                check=False,
             ).returncode
-        network += " (could not unshare a network namespace: run as root for a private one)"
 
     from nginx_s3 import NginxS3, self_signed_certificate
 
@@ -580,28 +801,34 @@ def main(argv: list[str] | None = None) -> int:
     warm_page_cache(main_path)
 
     with contextlib.ExitStack() as servers:
-        url = servers.enter_context(NginxS3(args.dir, workers=args.nginx_workers))
+        senders: dict[str, NginxS3] = {}  # url -> its nginx, whose CPU each of our runs reads
+
+        def serve(server: NginxS3) -> str:
+            url = servers.enter_context(server)
+            senders[url] = server
+            return url
+
+        url = serve(NginxS3(args.dir, workers=args.nginx_workers))
         https_url, ca_bundle = None, None
         if not args.no_https:
             # The certificate lives outside the served folder, which nginx serves whole.
             tls = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="s3t-tls-")))
             cert_and_key = self_signed_certificate(tls)
             ca_bundle = str(cert_and_key[0])
-            https_url = servers.enter_context(
-                NginxS3(args.dir, workers=args.nginx_workers, tls=cert_and_key)
-            )
+            https_url = serve(NginxS3(args.dir, workers=args.nginx_workers, tls=cert_and_key))
         far_url = None
         if args.far_rate:
-            far_url = servers.enter_context(
+            far_url = serve(
                 NginxS3(args.dir, workers=args.nginx_workers, rate_per_connection=args.far_rate)
             )
 
         def ours(
             path: Path, meta: str, want_pieces: bool = False, endpoint: str | None = None
         ) -> Run:
+            endpoint = endpoint or url
             job = {
                 "kind_of_run": "ours",
-                "endpoint": endpoint or url,
+                "endpoint": endpoint,
                 "ca_bundle": ca_bundle,
                 "key": path.name,
                 "meta": meta,
@@ -613,13 +840,18 @@ def main(argv: list[str] | None = None) -> int:
                 "gc_freeze": args.gc_freeze,
                 "folder": str(args.dir),
             }
-            return python_child(job)
+            # nginx's CPU over the whole child (its start-up included, when nginx is idle):
+            # what the sender took from the same cores while we read.
+            sender_before = senders[endpoint].cpu_seconds()
+            run = python_child(job)
+            run.sender_cpu = senders[endpoint].cpu_seconds() - sender_before
+            return run
 
         via = f"({args.transport})"
         jobs: list[Job] = []
         for meta in [v.strip() for v in args.versions.split(",") if v.strip()]:
             row = Row(f"ours-{meta}", f"ours {meta_label(meta)} {via}", args.size)
-            jobs.append(Job(row, lambda meta=meta: ours(main_path, meta, meta == "1")))
+            jobs.append(Job(row, functools.partial(ours, main_path, meta, meta == "1")))
         if not args.no_read_only:
             row = Row("ours-read", f"ours read only, no hashing {via}", args.size)
             jobs.append(Job(row, lambda: ours(main_path, READ_ONLY)))
@@ -635,8 +867,7 @@ def main(argv: list[str] | None = None) -> int:
             for meta in ("1", "hybrid"):
                 label = f"ours {meta_label(meta)} ({args.transport}, https)"
                 row = Row(f"ours-{meta}-https", label, args.size)
-                run = lambda meta=meta: ours(main_path, meta, endpoint=https_url)  # noqa: E731
-                jobs.append(Job(row, run))
+                jobs.append(Job(row, functools.partial(ours, main_path, meta, endpoint=https_url)))
         torrent_out = args.dir / "mktorrent.torrent"
         if not args.no_peers:
             jobs += peer_jobs(args, main_path, torrent_out, cores)
@@ -659,29 +890,12 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     report(args, rows, size_rows, checks, cores, (load_before, load_after), network)
     print(
-        f"(total {time.perf_counter() - began:.0f} s; test files kept in {args.dir / BUCKET},"
-        " --clean removes them)"
+        f"(total {time.perf_counter() - began:.0f} s; test files in {args.dir / BUCKET}"
+        + (" removed)" if args.clean else " kept, --clean removes them)")
     )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    row.key: {
-                        "label": row.label,
-                        "size": row.size,
-                        "best": row.best.seconds,
-                        "median": row.median,
-                        "peak_rss": row.peak_rss,
-                        "runs": [
-                            {"seconds": r.seconds, "peak_rss": r.peak_rss, "cpu": r.cpu}
-                            for r in row.runs
-                        ],
-                    }
-                    for row in [*rows.values(), *size_rows]
-                },
-                indent=2,
-            )
-        )
+        table = {row.key: row_json(row) for row in [*rows.values(), *size_rows]}
+        args.json.write_text(json.dumps(table, indent=2))
     if args.clean:
         shutil.rmtree(args.dir / BUCKET, ignore_errors=True)
     return 0
@@ -707,7 +921,7 @@ def peer_jobs(args: argparse.Namespace, path: Path, torrent_out: Path, cores: in
             "piece_length": args.piece_length,
         }
         label = f"libtorrent {version} {meta_label(meta)} (page cache)"
-        jobs.append(Job(Row(f"lt-{meta}", label, args.size), lambda job=job: python_child(job)))
+        jobs.append(Job(Row(f"lt-{meta}", label, args.size), functools.partial(python_child, job)))
     for kind, label in (
         ("sha1", "SHA-1 per piece"),
         ("sha256", "SHA-256 per 16 KiB block"),
@@ -721,7 +935,7 @@ def peer_jobs(args: argparse.Namespace, path: Path, torrent_out: Path, cores: in
             "threads": cores,
         }
         row = Row(f"hashlib-{kind}", f"hashlib {label}, {cores} threads", args.size)
-        jobs.append(Job(row, lambda job=job: python_child(job)))
+        jobs.append(Job(row, functools.partial(python_child, job)))
     return jobs
 
 
@@ -753,6 +967,30 @@ def cross_checks(rows: dict[str, Row], torrent_out: Path) -> list[tuple[str, boo
     return checks
 
 
+# What our CPU per GiB is set against in the report's ratio lines: (row, name), the
+# hashlib floor being the hashing alone at its cheapest, and our read-only row the reading.
+V1_PEERS = [
+    ("mktorrent", "mktorrent"),
+    ("lt-1", "libtorrent"),
+    ("hashlib-sha1", "hashlib SHA-1 floor"),
+    ("ours-read", "our read alone"),
+]
+HYBRID_PEERS = [
+    ("lt-hybrid", "libtorrent"),
+    ("hashlib-both", "hashlib SHA-1 + SHA-256 floor"),
+    ("ours-read", "our read alone"),
+]
+
+
+def cpu_comparison(rows: dict[str, Row], ours: str, peers: list[tuple[str, str]]) -> str:
+    """'CPU s/GiB: ours 0.68 (nginx 0.10), mktorrent 0.69, ...' for the rows that ran."""
+    mine = rows[ours]
+    sender = mine.sender_cpu_per_gib
+    parts = [f"ours {mine.cpu_per_gib:.2f}" + ("" if sender is None else f" (nginx {sender:.2f})")]
+    parts += [f"{name} {rows[key].cpu_per_gib:.2f}" for key, name in peers if key in rows]
+    return "CPU s/GiB: " + ", ".join(parts)
+
+
 def report(
     args: argparse.Namespace,
     rows: dict[str, Row],
@@ -780,29 +1018,37 @@ def report(
         print("NOT THE PRODUCTION PATH: gc_freeze")
     print(
         "peers read the same file from the page cache, hashlib hashes it mmap'd (in memory);"
-        " CPU = user+sys of that process (ours excludes nginx's)"
+        " CPU = user+sys of that process (ours: our process alone, never nginx's);"
+        " nginx = the sender's CPU on the same cores during our run"
     )
     print()
-    header = f"{'run':<48} {'time s':>6} {'[med]':>6} {'GB/s':>6} {'CPU s':>6} {'peak RSS':>9}"
+    header = (
+        f"{'run':<48} {'time s':>6} {'[med]':>6} {'GB/s':>6} {'CPU s':>6}"
+        f" {'CPU/GiB':>7} {'nginx/GiB':>9} {'peak RSS':>9}"
+    )
     print(header)
     print("-" * len(header))
     for row in [*rows.values(), *size_rows]:
         best = row.best
         median = f"[{row.median:.2f}]" if len(row.runs) > 1 else ""
-        cpu = f"{best.cpu:.2f}" if best.cpu else ""
         rate = row.size / best.seconds / 1e9
+        sender = row.sender_cpu_per_gib
         print(
-            f"{row.label:<48} {best.seconds:>6.2f} {median:>6} {rate:>6.2f}"
-            f" {cpu:>6} {row.peak_rss / MiB:>5.0f} MiB"
+            f"{row.label:<48} {best.seconds:>6.2f} {median:>6} {rate:>6.2f} {best.cpu:>6.2f}"
+            f" {row.cpu_per_gib:>7.2f} {'' if sender is None else f'{sender:.2f}':>9}"
+            f" {row.peak_rss / MiB:>5.0f} MiB"
         )
     print()
-    verdicts: list[tuple[str, bool]] = []
+    # Each ratio of times comes with the CPU each side spent per GiB: over loopback nginx
+    # takes part of the same two cores, so a time ratio alone mixes our work with its.
+    verdicts: list[tuple[str, bool, str]] = []
     if "ours-1" in rows and "mktorrent" in rows:
         ratio = rows["ours-1"].best.seconds / rows["mktorrent"].best.seconds
         verdicts.append(
             (
                 f"v1: ours / mktorrent -t 2 = {ratio:.2f}x (target <= {TARGET_V1}x)",
                 ratio <= TARGET_V1,
+                cpu_comparison(rows, "ours-1", V1_PEERS),
             )
         )
     if "ours-hybrid" in rows and "lt-hybrid" in rows:
@@ -811,6 +1057,7 @@ def report(
             (
                 f"hybrid: ours / libtorrent hybrid = {ratio:.2f}x (target <= {TARGET_HYBRID}x)",
                 ratio <= TARGET_HYBRID,
+                cpu_comparison(rows, "ours-hybrid", HYBRID_PEERS),
             )
         )
     ours_rows = [r for k, r in rows.items() if k.startswith("ours-")] + size_rows
@@ -822,6 +1069,7 @@ def report(
                 f"peak RSS of our runs ({sizes}) = {peak / MiB:.0f} MiB"
                 f" (target < {TARGET_RSS // MiB} MiB)",
                 peak < TARGET_RSS,
+                "",
             )
         )
     far = rows.get("ours-1-far")
@@ -834,8 +1082,11 @@ def report(
             f" {args.far_rate / 1e6:.0f} MB/s need {ideal:.2f} s at the least"
             f" ({ideal / far.best.seconds:.0%} of that speed reached)"
         )
-    for text, ok in verdicts:
+        print(f"{'':8}{cpu_comparison(rows, 'ours-1-far', V1_PEERS)}")
+    for text, ok, cpu in verdicts:
         print(f"  {'PASS' if ok else 'MISS'}  {text}")
+        if cpu:
+            print(f"{'':8}{cpu}")
     for text, ok in checks:
         print(f"  {'same' if ok else 'DIFF'}  {text}")
     before, after = loads

@@ -241,6 +241,31 @@ class NginxS3:
         self.stop()
         raise RuntimeError(f"nginx did not answer on {self.url}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of nginx so far: its master and its workers.
+
+        The bench's sender shares the cores with the client it measures; this is its share
+        (from /proc, in clock ticks, so to about 10 ms a process).
+        """
+        if self._process is None:
+            return 0.0
+        master = self._process.pid
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone since the listing
+                continue
+            # The command name (field 2) may hold spaces: fields are counted after its ')'.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            pid, parent = int(entry.name), int(fields[1])
+            if master in (pid, parent):
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
