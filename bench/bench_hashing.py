@@ -25,7 +25,7 @@ Why: nginx is the sender on the same two cores, and a sender's congestion contro
 server's business, not ours (S3's servers choose their own). This machine's image sets BBR,
 whose pacing on loopback costs the sender softirq time and leaves the cores idle between
 paced bursts: v1 took 1.4-1.7 s over the host's loopback against 0.86-0.91 s in the private
-namespace, in the same hour (README, *Performance*). The namespace's default is set where
+namespace, in the same hour (docs/performance.md). The namespace's default is set where
 the kernel lets it; where it refuses (a namespace may only default to an algorithm in the
 host's net.ipv4.tcp_allowed_congestion_control), cubic goes on the loopback route instead.
 Where neither the namespace nor its congestion control can be had, the bench runs on the

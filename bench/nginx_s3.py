@@ -1,8 +1,8 @@
 """A fast, read-only, path-style S3-compatible endpoint on loopback: nginx serving a folder.
 
 Why nginx and not moto's server: moto reads the whole object on every GET, so ranged GETs
-of a 2 GiB object crawl (docs/development.md, moto). nginx serves ranges straight from the page cache with
-sendfile, which is what S3 looks like from a Lambda: the bottleneck is the client.
+of a 2 GiB object crawl (docs/development.md). nginx serves ranges straight from the page
+cache with sendfile, which is what S3 looks like from a Lambda: the bottleneck is the client.
 
 What boto3 needs from it, and nginx gives on static files:
 - `HEAD /bucket/key` -> 200 with Content-Length, ETag ("<mtime hex>-<size hex>"), Last-Modified;

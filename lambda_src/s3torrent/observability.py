@@ -1,7 +1,7 @@
 """The Powertools logger, tracer and metrics every handler shares, and the metric names.
 
 One instance of each per process (Powertools keeps metric state per namespace anyway), so a
-handler module, jobs.py and progress.py all log and count into the same invocation.
+handler module, the worker and the backfill walk all log and count into the same invocation.
 """
 
 from __future__ import annotations

@@ -16,9 +16,7 @@ map its typed results. The decisions, in order, for `make_torrent`:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -41,6 +39,7 @@ from s3torrent.model import (
     TorrentResult,
     TransferCounters,
 )
+from s3torrent.native import NativeTorrents
 from s3torrent.policy import (
     OVERRIDABLE,
     key_skip_reason,
@@ -69,11 +68,6 @@ from s3torrent.torrent import (
 
 logger = logging.getLogger(__name__)
 
-# Native torrents: every piece is checked up to this size (the read is cheap next to a
-# wrong torrent reaching users); above it, the first, the last and random pieces. A store
-# that gets one piece wrong tends to get them all wrong (radosgw 16.2: all but the first).
-NATIVE_VERIFY_ALL_BYTES = 64 * 1024 * 1024
-NATIVE_SAMPLE_PIECES = 16
 
 # An object rewritten while its torrent was being written is remade this many times at most
 # (each further change sends its own event anyway).
@@ -89,6 +83,7 @@ class TorrentService:
     def __init__(self, settings: Settings, objects: S3Objects) -> None:
         self.settings = settings
         self.objects = objects
+        self.native = NativeTorrents(objects, self.hash_object)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -299,7 +294,7 @@ class TorrentService:
     ) -> tuple[Torrent, str]:
         if settings.torrent_source != "compute":
             try:
-                return self._native(info, counters), "native"
+                return self.native.fetch(info, counters), "native"
             except (NativeTorrentUnavailable, AccessDenied) as error:
                 # AccessDenied: a role without s3:GetObjectTorrent still computes on `auto`.
                 if settings.torrent_source == "native":
@@ -329,7 +324,7 @@ class TorrentService:
         on_progress: HashProgress | None = None,
     ) -> PieceHashes:
         """Hash exactly the object `info` describes: parallel ranged GETs, each thread
-        hashing the parts it reads (ranged_reader.py)."""
+        hashing the parts it reads (s3/reader.py)."""
         builder = PieceHashBuilder(info.size, piece_length, meta_version)
         read_parts(
             self.objects.range_source(info),
@@ -342,67 +337,6 @@ class TorrentService:
             on_progress=on_progress,
         )
         return builder.finish()
-
-    def _native(self, info: ObjectInfo, counters: TransferCounters) -> Torrent:
-        """The store's own torrent, trusted only once it is checked against the object."""
-        ref = info.ref
-        data = self.objects.get_object_torrent(ref)
-        counters.get_requests += 1
-        try:
-            torrent = read_torrent(data)
-        except InvalidTorrent as error:
-            raise NativeTorrentUnavailable(
-                f"GetObjectTorrent {ref.uri}: the store's answer is not a valid torrent: {error}"
-            ) from error
-        problem = self._native_problem(torrent, info, counters)
-        if problem is not None:
-            raise NativeTorrentUnavailable(
-                f"GetObjectTorrent {ref.uri}: the store's torrent does not describe the"
-                f" object: {problem}"
-            )
-        return torrent
-
-    def _native_problem(
-        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
-    ) -> str | None:
-        key = info.ref.key
-        if torrent.length != info.size:
-            return f"its length is {torrent.length}, the object has {info.size} bytes"
-        if torrent.name not in (key, key.rsplit("/", 1)[-1]):
-            return f"its name {torrent.name!r} is neither the key nor its last segment"
-        if torrent.v1_pieces is None:
-            return "it has no v1 piece hashes to check"
-        if info.size <= NATIVE_VERIFY_ALL_BYTES or torrent.num_pieces <= NATIVE_SAMPLE_PIECES:
-            return self._check_all_pieces(torrent, info, counters)
-        return self._check_sampled_pieces(torrent, info, counters)
-
-    def _check_all_pieces(
-        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
-    ) -> str | None:
-        pieces = self.hash_object(info, torrent.piece_length, MetaVersion.V1, counters).v1_pieces
-        assert pieces is not None and torrent.v1_pieces is not None
-        for index in range(torrent.num_pieces):
-            span = slice(index * 20, index * 20 + 20)
-            if pieces[span] != torrent.v1_pieces[span]:
-                return f"piece {index} of {torrent.num_pieces} has the wrong hash"
-        return None
-
-    def _check_sampled_pieces(
-        self, torrent: Torrent, info: ObjectInfo, counters: TransferCounters
-    ) -> str | None:
-        count = torrent.num_pieces
-        middle = random.SystemRandom().sample(range(1, count - 1), NATIVE_SAMPLE_PIECES - 2)
-        for index in [0, count - 1, *middle]:
-            start = index * torrent.piece_length
-            end = start + torrent.piece_size(index) - 1
-            data = self.objects.read_range(info, start, end)
-            counters.get_requests += 1
-            counters.bytes_read += len(data)
-            if len(data) != end - start + 1:
-                raise ObjectChanged(f"{info.ref.uri}: short read of piece {index}")
-            if hashlib.sha1(data, usedforsecurity=False).digest() != torrent.v1_piece_hash(index):
-                return f"piece {index} of {count} has the wrong hash"
-        return None
 
     def _write_if_current(
         self, info: ObjectInfo, torrent: Torrent, source: str

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from s3torrent.errors import InvalidInput
 from s3torrent.torrent.hashing import validate_piece_length
+from s3torrent.validation import describe_errors
 
 ENV_PREFIX = "S3TORRENT_"
 MiB = 1024 * 1024
@@ -120,7 +121,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(dict(values))
         except ValidationError as error:
-            raise InvalidInput(f"invalid settings: {_describe(error)}") from error
+            raise InvalidInput(f"invalid settings: {describe_errors(error.errors())}") from error
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -168,9 +169,3 @@ class Settings(BaseModel):
         if self.endpoint_url or "." in bucket:
             return f"{self.s3_endpoint}/{bucket}"
         return f"https://{bucket}.s3.{self.region}.amazonaws.com"
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
-    )

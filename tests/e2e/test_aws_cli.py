@@ -45,7 +45,8 @@ def test_upload_gets_a_torrent_that_get_object_torrent_returns(
     info = lt.torrent_info(metainfo)
     assert info.name() == "hello world+ünï%.bin"  # BEP 19: the key's last segment
     assert info.total_size() == source.stat().st_size
-    # The object's folder URL: clients append the name (docs/clients.md: the form every client takes).
+    # The object's folder URL: clients append the name (the form every client takes,
+    # docs/clients.md).
     assert metainfo[b"url-list"] in (
         f"{stack.s3_url}/{EVENTS_BUCKET}/docs/".encode(),
         [f"{stack.s3_url}/{EVENTS_BUCKET}/docs/".encode()],

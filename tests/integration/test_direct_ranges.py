@@ -1,4 +1,4 @@
-"""The direct range transport (s3_direct.DirectRanges) over real HTTP.
+"""The direct range transport (s3.direct.DirectRanges) over real HTTP.
 
 Against moto's server (through the fault proxy where TCP connections are counted, since
 moto's own server closes every connection): ranges carry the right bytes, every range is

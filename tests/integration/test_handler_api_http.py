@@ -25,7 +25,8 @@ from handler_support import (
     sqs_event,
 )
 from s3torrent.handlers import api
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
+from s3torrent.handlers.api import s3_compatible
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 
@@ -116,7 +117,7 @@ def test_errors_over_http(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None
 def test_big_torrent_redirects_to_a_working_presigned_url(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "MAX_INLINE_TORRENT_BYTES", 1024)
+    monkeypatch.setattr(s3_compatible, "MAX_INLINE_TORRENT_BYTES", 1024)
     response = get_torrent(stack.bucket, KEY)
     assert response["statusCode"] == 307
     location = header(response, "Location") or ""
@@ -143,10 +144,10 @@ def test_post_torrents_queued_then_made_by_the_worker(
     status_event["path"] = location
     assert api.lambda_handler(status_event, FakeContext())["statusCode"] == 404
 
-    monkeypatch.setattr(s3_events, "runtime", runtime_for(stack))
+    monkeypatch.setattr(worker_handler, "runtime", runtime_for(stack))
     jobs = drain(stack.sqs, stack.resources.queue_url)
     assert len(jobs) == 1
-    result = s3_events.lambda_handler(sqs_event(jobs), FakeContext())
+    result = worker_handler.lambda_handler(sqs_event(jobs), FakeContext())
     assert result == {"batchItemFailures": []}
 
     status = api.lambda_handler(status_event, FakeContext())

@@ -23,7 +23,7 @@ from handler_support import (
     sqs_event,
 )
 from s3torrent.handlers import api, backfill
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 
@@ -51,7 +51,7 @@ def test_backfill_end_to_end(
     )
     runtime = Runtime(settings, session=SESSION)
     runtime.backfills.page_size = 7
-    for module in (api, backfill, s3_events):
+    for module in (api, backfill, worker_handler):
         monkeypatch.setattr(module, "runtime", runtime)
 
     expected = set()
@@ -92,7 +92,7 @@ def test_backfill_end_to_end(
     assert status["requests"] == steps and status["continuations"] == steps - 1
 
     for batch in chunks([json.dumps(job) for job in jobs], 10):
-        assert s3_events.lambda_handler(sqs_event(batch), FakeContext()) == {
+        assert worker_handler.lambda_handler(sqs_event(batch), FakeContext()) == {
             "batchItemFailures": []
         }
     status = json.loads(api_body(api.lambda_handler(status_event, FakeContext())))

@@ -23,7 +23,7 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 
@@ -91,7 +91,7 @@ def stack(
         }
     )
     runtime = Runtime(settings, session=SESSION)
-    monkeypatch.setattr(s3_events, "runtime", runtime)
+    monkeypatch.setattr(worker_handler, "runtime", runtime)
     return Stack(s3, sqs, bucket, events_url, runtime)
 
 
@@ -101,7 +101,7 @@ def received(stack: Stack) -> dict[str, Any]:
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:
-    return dict(s3_events.lambda_handler(event, FakeContext()))
+    return dict(worker_handler.lambda_handler(event, FakeContext()))
 
 
 def test_real_notifications_make_torrents_and_a_throttled_one_is_retried(stack: Stack) -> None:

@@ -29,7 +29,7 @@ from s3torrent.errors import NativeTorrentUnavailable
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
 
 pytestmark = [

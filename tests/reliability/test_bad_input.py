@@ -19,10 +19,10 @@ from faults.events import created, sqs_event
 from faults.helpers import plain_client, reference_hashes, source_writes, torrent_keys
 from faults.proxy import Emulation, FaultProxy, RequestInfo
 from s3torrent import cli
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.integration
@@ -411,7 +411,7 @@ def test_worker_acknowledges_every_unfit_object(
     settings = Settings.from_mapping(
         {"buckets": [{"name": objects}], "endpoint_url": s3_like.url, "max_object_bytes": 4096}
     )
-    monkeypatch.setattr(s3_events, "runtime", Runtime(settings))
+    monkeypatch.setattr(worker_handler, "runtime", Runtime(settings))
     keys = [
         "already.torrent",
         LONG_KEY,
@@ -424,7 +424,7 @@ def test_worker_acknowledges_every_unfit_object(
         "ok.bin",
     ]
     event = sqs_event(*(created(objects, key) for key in keys))
-    response = s3_events.lambda_handler(event, FakeLambdaContext("s3torrent-worker", 60))
+    response = worker_handler.lambda_handler(event, FakeLambdaContext("s3torrent-worker", 60))
     assert response == {"batchItemFailures": []}
     assert made(s3_client, objects, *keys) == ["ok.bin.torrent"]
     assert source_writes(s3_like.policy.log) == []

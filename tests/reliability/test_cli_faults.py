@@ -90,7 +90,7 @@ def test_backfill_under_faults_makes_every_torrent(
     assert summary["failed"] == 0
     assert sorted(torrent_keys(s3_client, uploaded)) == sorted(k + ".torrent" for k in OBJECTS)
     for key, data in OBJECTS.items():
-        from s3torrent.torrent.metainfo import read_torrent
+        from s3torrent.torrent import read_torrent
 
         body = s3_client.get_object(Bucket=uploaded, Key=key + ".torrent")["Body"].read()
         torrent = read_torrent(body)

@@ -19,7 +19,7 @@ from faults.proxy import BodyHook, FaultProxy, RequestInfo
 from s3torrent.errors import ObjectChanged, ObjectNotFound
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
 
 pytestmark = pytest.mark.integration

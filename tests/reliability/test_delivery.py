@@ -20,13 +20,13 @@ from faults.events import created, load, removed, s3_notification, sqs_event
 from faults.helpers import reference_hashes, source_writes, torrent_keys
 from faults.proxy import FaultKind, FaultProxy, FaultRule
 from handler_support import client, make_resources
-from s3torrent import jobs
 from s3torrent.backfill.progress import ProgressStore, StepClaim
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.jobs import JobMessage
+from s3torrent.messages import JobMessage
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
+from s3torrent.worker import WRITE_MARGIN_SECONDS
 from s3torrent_local.lambda_context import FakeLambdaContext
 from s3torrent_local.queues import EventSource, QueueConsumer
 
@@ -43,12 +43,12 @@ def worker(monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str) -> 
         settings = Settings.from_mapping(
             {"buckets": [{"name": bucket}], "endpoint_url": endpoint, **extra}
         )
-        monkeypatch.setattr(s3_events, "runtime", Runtime(settings))
+        monkeypatch.setattr(worker_handler, "runtime", Runtime(settings))
         return invoke
 
     def invoke(*bodies: str) -> dict[str, Any]:
         event = sqs_event(*bodies)
-        response: dict[str, Any] = s3_events.lambda_handler(
+        response: dict[str, Any] = worker_handler.lambda_handler(
             event, FakeLambdaContext("s3torrent-worker", 60)
         )
         return response
@@ -168,7 +168,7 @@ def test_poison_messages_are_logged_and_acknowledged_the_rest_unaffected(
     event = sqs_event(*bodies)
     ids = [record["messageId"] for record in event["Records"]]
     with caplog.at_level(logging.INFO):
-        response = s3_events.lambda_handler(event, FakeLambdaContext("s3torrent-worker", 60))
+        response = worker_handler.lambda_handler(event, FakeLambdaContext("s3torrent-worker", 60))
 
     # Only the message worth retrying comes back (then goes to the DLQ); the others are done.
     assert response == {"batchItemFailures": [{"itemIdentifier": ids[5]}]}
@@ -213,7 +213,7 @@ def through_a_redrive_queue(
             function_name="s3torrent-worker",
             queue_url=queue_url,
             queue_arn=queue_url,
-            handler=lambda: s3_events.lambda_handler,
+            handler=lambda: worker_handler.lambda_handler,
             timeout_seconds=60,
             max_receive_count=max_receive_count,
             retry_delay_seconds=0,
@@ -304,9 +304,9 @@ def test_a_read_the_invocation_cannot_finish_fails_only_its_record(
     fault_proxy.policy.set_rules([FaultRule(FaultKind.SLOW, key=r"^slow\.bin$")])
     event = sqs_event(created(bucket, "fine.bin"), created(bucket, "slow.bin"))
     # Half a second more than the margin a worker keeps to write a torrent.
-    context = FakeLambdaContext("s3torrent-worker", jobs.WRITE_MARGIN_SECONDS + 0.5)
+    context = FakeLambdaContext("s3torrent-worker", WRITE_MARGIN_SECONDS + 0.5)
     with caplog.at_level(logging.WARNING):
-        response = s3_events.lambda_handler(event, context)
+        response = worker_handler.lambda_handler(event, context)
     slow_id = event["Records"][1]["messageId"]
     assert response == {"batchItemFailures": [{"itemIdentifier": slow_id}]}
     assert torrent_keys(s3_client, bucket) == ["fine.bin.torrent"]

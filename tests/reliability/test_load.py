@@ -24,7 +24,7 @@ from botocore.config import Config
 from e2e.conftest import start_serve
 from faults.helpers import reference_hashes
 from ports import free_port
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -19,10 +19,11 @@ from faults.helpers import reference_hashes, torrent_keys
 from faults.proxy import FaultPolicy, FaultProxy
 from s3torrent import cli
 from s3torrent.handlers import api as api_module
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
+from s3torrent.handlers.api import s3_compatible
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,7 +260,7 @@ def test_logs_never_hold_credentials_or_signatures(
     # 1. ?torrent answered inline; 2. over the inline limit: 307 to a presigned GET.
     status, _, _ = api.request("GET", f"/prod/{bucket}/a.bin?torrent")
     assert status == 200
-    monkeypatch.setattr(api_module, "MAX_INLINE_TORRENT_BYTES", 10)
+    monkeypatch.setattr(s3_compatible, "MAX_INLINE_TORRENT_BYTES", 10)
     status, headers, _ = api.request("GET", f"/prod/{bucket}/b.bin?torrent")
     assert status == 307, headers
     location = headers["location"]
@@ -274,15 +275,15 @@ def test_logs_never_hold_credentials_or_signatures(
     fault_proxy.policy.emulations.append(_deny("denied", lambda info: info.key == "d.bin"))
     status, _, _ = api.request("GET", f"/prod/{bucket}/d.bin?torrent")
     assert status == 403
-    monkeypatch.setattr(s3_events, "runtime", Runtime(api.settings))
+    monkeypatch.setattr(worker_handler, "runtime", Runtime(api.settings))
     body = json.dumps({"type": "s3torrent.job", "bucket": bucket, "key": "d.bin"})
-    s3_events.lambda_handler(sqs_event(body), FakeLambdaContext("s3torrent-worker", 60))
+    worker_handler.lambda_handler(sqs_event(body), FakeLambdaContext("s3torrent-worker", 60))
     cli.main(["create", f"s3://{bucket}/d.bin", "--endpoint-url", fault_proxy.url, "--json"])
     cli.main(["create", f"s3://{bucket}/a.bin", "--endpoint-url", fault_proxy.url, "--json"])
 
     captured = capfd.readouterr()
     # moto's server runs in this process and its werkzeug access log is the *store's* log:
-    # it holds every request line, and a presigned ranged GET (s3_direct.py) carries its
+    # it holds every request line, and a presigned ranged GET (s3/direct.py) carries its
     # signature in the URL, as S3's own server access logs would. What must stay clean is
     # what s3torrent writes.
     ours = [r for r in caplog.records if not r.name.startswith("werkzeug")]
@@ -360,7 +361,7 @@ def test_endpoint_url_is_never_taken_from_a_request(
         )
         assert status in (200, 201), body
         # The worker: job overrides cannot carry it either.
-        monkeypatch.setattr(s3_events, "runtime", Runtime(api.settings))
+        monkeypatch.setattr(worker_handler, "runtime", Runtime(api.settings))
         for job in (
             {
                 "type": "s3torrent.job",
@@ -370,7 +371,7 @@ def test_endpoint_url_is_never_taken_from_a_request(
             },
             {"type": "s3torrent.job", "bucket": bucket, "key": "k.bin", "endpoint_url": trap.url},
         ):
-            response = s3_events.lambda_handler(
+            response = worker_handler.lambda_handler(
                 sqs_event(json.dumps(job)), FakeLambdaContext("s3torrent-worker", 60)
             )
             assert response == {"batchItemFailures": []}

@@ -1,6 +1,6 @@
 """Unit tests run on moto's in-process mock, which intercepts botocore only.
 
-The direct range transport (s3_direct.py) sends its GETs with http.client, which the mock
+The direct range transport (s3/direct.py) sends its GETs with http.client, which the mock
 never sees, so unit tests read ranges through botocore (`SdkRanges`), exactly as
 `read_transport: sdk` does. The direct path is tested over real HTTP in tests/integration,
 tests/reliability and tests/e2e.

@@ -6,8 +6,10 @@ import io
 import json
 import subprocess
 import sys
+import textwrap
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,6 +17,7 @@ import pytest
 from moto import mock_aws
 
 from s3torrent import cli
+from s3torrent.torrent import MetaVersion, TorrentOptions, build_torrent, hash_bytes
 
 BUCKET = "bkt"
 
@@ -178,6 +181,78 @@ def test_the_cli_module_does_not_import_local_tooling() -> None:
         "assert not [m for m in sys.modules if m.startswith('s3torrent_local')]"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# What `s3torrent` must not import before a command needs it: about 0.3 s of CPU per run,
+# paid by `--help`, `show` and every typo otherwise.
+HEAVY_MODULES = ("boto3", "botocore", "pydantic")
+
+
+def loaded_heavy_modules(script: str) -> list[str]:
+    """Runs `script` in a fresh interpreter; the HEAVY_MODULES it left in sys.modules."""
+    report = (
+        "\nimport json, sys"
+        f"\nheavy = {{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_MODULES)!r}"
+        "\nprint(json.dumps(sorted(heavy)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script + report], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_cli_loads_no_aws_sdk_or_pydantic() -> None:
+    assert loaded_heavy_modules("import s3torrent.cli") == []
+
+
+def a_torrent_file(path: Path) -> Path:
+    options = TorrentOptions(meta_version=MetaVersion.HYBRID, piece_length=16384)
+    hashes = hash_bytes(b"x" * 40_000, 16384, MetaVersion.HYBRID)
+    path.write_bytes(build_torrent("f.bin", hashes, options).data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["create"], ["show", "TORRENT"], ["show", "TORRENT", "--json"]],
+    ids=["help", "usage-error", "show", "show-json"],
+)
+def test_commands_without_s3_load_no_aws_sdk_or_pydantic(tmp_path: Path, argv: list[str]) -> None:
+    torrent = a_torrent_file(tmp_path / "f.torrent")
+    argv = [str(torrent) if arg == "TORRENT" else arg for arg in argv]
+    script = textwrap.dedent(f"""
+        import contextlib, io
+        from s3torrent import cli
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                assert cli.main({argv!r}) == 0
+            except SystemExit:  # argparse's way out of --help and usage errors
+                pass
+        """)
+    assert loaded_heavy_modules(script) == []
+
+
+def test_a_corrupt_torrent_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = a_torrent_file(tmp_path / "f.torrent").read_bytes()
+    (tmp_path / "cut.torrent").write_bytes(good[:-7])
+    assert cli.main(["show", str(tmp_path / "cut.torrent")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("s3torrent: error: not a torrent: ")
+    assert len(captured.err.splitlines()) == 1
+
+
+def test_a_piece_length_not_a_power_of_two_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Checked before any request: no S3 (and no credentials) needed to be told.
+    assert cli.main(["create", "s3://b/k", "--piece-length", "12345"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "power of two" in lines[0] and "12345" in lines[0], lines
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

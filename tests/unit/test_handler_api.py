@@ -30,14 +30,15 @@ from handler_support import (
     load_event,
     make_resources,
 )
-from s3torrent import jobs
+from s3torrent import job_queue
 from s3torrent.backfill.progress import QUEUED_JOB_PREFIX
 from s3torrent.errors import TransientServiceError
 from s3torrent.handlers import api
+from s3torrent.handlers.api import s3_compatible
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.jobs import JobMessage
+from s3torrent.messages import JobMessage
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -275,7 +276,7 @@ def test_request_payer_and_expected_owner_reach_s3(stack: Stack) -> None:
 def test_large_torrent_redirects_to_a_presigned_get(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "MAX_INLINE_TORRENT_BYTES", 100)
+    monkeypatch.setattr(s3_compatible, "MAX_INLINE_TORRENT_BYTES", 100)
     response = call(load_event("apigw_get_object_torrent.json"))
     assert response["statusCode"] == 307
     location = header(response, "Location") or ""
@@ -337,7 +338,7 @@ def test_polling_a_large_object_queues_one_job_per_version_and_options(
     stack.s3.put_object(Bucket=BUCKET, Key=KEY, Body=BODY + b"!")
     assert len(queued_after("apigw_get_object_torrent.json", 2)) == 1
     # Past the hold (a worker's longest run), the job may have died: queued again.
-    later = time.time() + jobs.REQUESTED_JOB_HOLD_SECONDS + 1
+    later = time.time() + job_queue.REQUESTED_JOB_HOLD_SECONDS + 1
     monkeypatch.setattr(runtime.progress, "clock", lambda: later)
     assert len(queued_after("apigw_get_object_torrent.json", 2)) == 1
     # One mark per distinct job, none of them a backfill.
@@ -357,11 +358,11 @@ def test_a_job_that_could_not_be_sent_is_not_held(stack: Stack) -> None:
     marks = stack.runtime.progress
     job = JobMessage(bucket=BUCKET, key=KEY)
     with pytest.raises(TransientServiceError):
-        jobs.queue_requested_job(Refusing(), marks, job, '"etag"')  # type: ignore[arg-type]
+        job_queue.queue_requested_job(Refusing(), marks, job, '"etag"')  # type: ignore[arg-type]
     sent: list[str] = []
     queue = type("Queue", (), {"send": lambda self, body: sent.append(body)})()
-    assert jobs.queue_requested_job(queue, marks, job, '"etag"')
-    assert not jobs.queue_requested_job(queue, marks, job, '"etag"')
+    assert job_queue.queue_requested_job(queue, marks, job, '"etag"')
+    assert not job_queue.queue_requested_job(queue, marks, job, '"etag"')
     assert sent == [job.to_body()]
 
 

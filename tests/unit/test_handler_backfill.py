@@ -239,7 +239,8 @@ def test_the_packaged_start_fixture(stack: Stack) -> None:
 
 
 def test_job_queue_sends_in_tens(stack: Stack) -> None:
-    from s3torrent.jobs import JobMessage, JobQueue
+    from s3torrent.job_queue import JobQueue
+    from s3torrent.messages import JobMessage
 
     queue = JobQueue(client("sqs"), stack.queue_url, sleep=lambda _: None)
     keys = [f"k{i}\x01é\ud7ff" for i in range(23)]

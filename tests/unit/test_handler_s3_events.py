@@ -25,15 +25,16 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent import jobs
+from s3torrent import worker
 from s3torrent.errors import AccessDenied, OutOfTime, TransientS3Error
-from s3torrent.handlers import worker as s3_events
+from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.messages import JobMessage
 from s3torrent.model import ObjectRef, TorrentResult
 from s3torrent.observability import logger
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
-from s3torrent.torrent.metainfo import read_torrent
+from s3torrent.torrent import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -80,12 +81,12 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         )
         runtime = Runtime(settings, session=SESSION)
         runtime.service = FlakyService(settings, runtime.objects)
-        monkeypatch.setattr(s3_events, "runtime", runtime)
+        monkeypatch.setattr(worker_handler, "runtime", runtime)
         yield Stack(s3, runtime, resources.table)
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:
-    return dict(s3_events.lambda_handler(event, FakeContext()))
+    return dict(worker_handler.lambda_handler(event, FakeContext()))
 
 
 def created_event(keys: list[str], bucket: str = BUCKET) -> dict[str, Any]:
@@ -293,15 +294,15 @@ def test_odd_bodies_are_acknowledged(stack: Stack, body: str) -> None:
 
 def test_the_invocation_deadline_stops_only_unfinished_reads() -> None:
     ref = ObjectRef("b", "k")
-    short = jobs._deadline(ref, lambda: jobs.WRITE_MARGIN_SECONDS - 1)
+    short = worker._deadline(ref, lambda: worker.WRITE_MARGIN_SECONDS - 1)
     assert short is not None
     with pytest.raises(OutOfTime, match="1 of 2 bytes hashed"):
         short(1, 2)
     short(2, 2)  # hashed: writing the torrent takes a second, not the margin
-    plenty = jobs._deadline(ref, lambda: jobs.WRITE_MARGIN_SECONDS + 1)
+    plenty = worker._deadline(ref, lambda: worker.WRITE_MARGIN_SECONDS + 1)
     assert plenty is not None
     plenty(1, 2)
-    assert jobs._deadline(ref, None) is None  # no context: no deadline (CLI, tests)
+    assert worker._deadline(ref, None) is None  # no context: no deadline (CLI, tests)
 
 
 class DyingService(FlakyService):
@@ -319,7 +320,7 @@ class DyingService(FlakyService):
 
 def job_event(refs: list[ObjectRef], backfill_id: str, receives: int) -> dict[str, Any]:
     bodies = [
-        jobs.JobMessage(bucket=ref.bucket, key=ref.key, backfill_id=backfill_id).to_body()
+        JobMessage(bucket=ref.bucket, key=ref.key, backfill_id=backfill_id).to_body()
         for ref in refs
     ]
     event = sqs_event(bodies)

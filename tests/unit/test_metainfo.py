@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent
 from s3torrent.torrent.bencode import decode, encode
+from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent
 from s3torrent.torrent.hashing import MetaVersion, PieceHashes, hash_bytes
 from s3torrent.torrent.metainfo import (
     MAX_AUTO_PIECE_LENGTH,
@@ -19,10 +19,10 @@ from s3torrent.torrent.metainfo import (
     TorrentOptions,
     build_torrent,
     choose_piece_length,
-    read_torrent,
     torrent_name_for_key,
     validate_piece_length,
 )
+from s3torrent.torrent.reading import read_torrent
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

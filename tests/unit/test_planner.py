@@ -212,7 +212,7 @@ def test_twenty_thousand_objects_half_fresh() -> None:
 def test_a_chain_of_extending_keys_holds_at_most_max_pending_objects() -> None:
     """`k`, `k-`, `k--`, ...: every torrent sorts after the whole chain, so all would be held."""
     from s3torrent.backfill.planner import MAX_PENDING
-    from s3torrent.jobs import BackfillMessage
+    from s3torrent.messages import BackfillMessage
 
     # About the costliest keys a continuation can carry: ~1,000 bytes, mostly 4-byte
     # characters, each 12 bytes once JSON escapes it (queue bodies are ASCII); `<key>.torrent`

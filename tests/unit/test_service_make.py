@@ -20,8 +20,8 @@ from s3torrent.s3.objects import S3Objects
 from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
+from s3torrent.torrent import read_torrent
 from s3torrent.torrent.hashing import MetaVersion
-from s3torrent.torrent.metainfo import read_torrent
 
 pytestmark = pytest.mark.filterwarnings("ignore:create_torrent constructor:DeprecationWarning")
 

@@ -17,15 +17,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from s3torrent import service as service_module
+from s3torrent import native as native_module
 from s3torrent.errors import AccessDenied, NativeTorrentUnavailable
 from s3torrent.model import ObjectRef, Outcome, SkipReason
 from s3torrent.s3.objects import S3Objects
 from s3torrent.s3.reader import ReaderConfig
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
+from s3torrent.torrent import TorrentOptions, build_torrent, read_torrent
 from s3torrent.torrent.hashing import MetaVersion, hash_bytes
-from s3torrent.torrent.metainfo import TorrentOptions, build_torrent, read_torrent
 
 BUCKET = "bkt"
 READS = ReaderConfig(part_size=64 * 1024, window=2, backoff_base=0.0)
@@ -238,8 +238,8 @@ def test_store_answering_with_the_object_itself(s3: Any) -> None:
 def test_large_native_torrents_are_checked_on_sampled_pieces(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "NATIVE_VERIFY_ALL_BYTES", 0)
-    monkeypatch.setattr(service_module, "NATIVE_SAMPLE_PIECES", 4)
+    monkeypatch.setattr(native_module, "NATIVE_VERIFY_ALL_BYTES", 0)
+    monkeypatch.setattr(native_module, "NATIVE_SAMPLE_PIECES", 4)
     data = os.urandom(40 * PIECE + 123)
     s3.put_object(Bucket=BUCKET, Key="big.bin", Body=data)
     objects = ServesTorrent(s3, reader=READS)

@@ -35,7 +35,7 @@ class StepClaim(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Progress:
+class BackfillProgress:
     """One backfill as the table holds it."""
 
     backfill_id: str
@@ -104,7 +104,7 @@ class ProgressStore:
             raise
         return True
 
-    def get(self, backfill_id: str) -> Progress | None:
+    def get(self, backfill_id: str) -> BackfillProgress | None:
         """The item, read consistently; None when there is none."""
         if backfill_id.startswith(QUEUED_JOB_PREFIX):
             return None  # a claim_job mark, never a backfill: no need to read it
@@ -115,7 +115,7 @@ class ProgressStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return _progress(item) if item else None
+        return _backfill_progress(item) if item else None
 
     # -- queued jobs ----------------------------------------------------------------------
 
@@ -313,9 +313,9 @@ def _text(item: Mapping[str, Any], name: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _progress(item: Mapping[str, Any]) -> Progress:
+def _backfill_progress(item: Mapping[str, Any]) -> BackfillProgress:
     lease = item.get("lease_until", {}).get("N")
-    return Progress(
+    return BackfillProgress(
         backfill_id=_text(item, "backfill_id") or "",
         bucket=_text(item, "bucket") or "",
         prefix=_text(item, "prefix") or "",

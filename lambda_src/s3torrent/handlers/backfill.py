@@ -20,9 +20,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from s3torrent.errors import S3TorrentError
+from s3torrent.errors import InvalidInput, S3TorrentError
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.jobs import parse_backfill_message
+from s3torrent.messages import BackfillMessage, parse_message
 from s3torrent.observability import Metric, count, logger, metrics, tracer
 from s3torrent.settings import Settings
 
@@ -35,9 +35,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     """One backfill step; a message that can never be walked is logged and acknowledged."""
     try:
-        message = parse_backfill_message(record.body)
         runtime.backfills.run_step(
-            message,
+            _backfill_message(record.body),
             owner=f"{lambda_context.aws_request_id}/{record.message_id}",
             remaining_ms=lambda_context.get_remaining_time_in_millis,
             margin_ms=MARGIN_MS,
@@ -49,6 +48,17 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
             "backfill message acknowledged", extra={"reason": str(error), "code": error.code}
         )
         count(Metric.TORRENTS_FAILED)
+
+
+def _backfill_message(body: str) -> BackfillMessage:
+    """The step a backfill-queue body asks for; InvalidInput when it is no such message."""
+    try:
+        message = parse_message(body)
+    except InvalidInput as error:
+        raise InvalidInput(f"not a backfill message: {error}") from error
+    if not isinstance(message, BackfillMessage):
+        raise InvalidInput(f"not a backfill message: type: {message.type!r}")
+    return message
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")

@@ -11,13 +11,14 @@ from typing import Any
 
 import boto3
 
-from s3torrent.backfill.progress import ProgressStore
+from s3torrent.backfill import Backfills, ProgressStore
 from s3torrent.errors import NotConfigured
-from s3torrent.jobs import Backfills, JobQueue, Worker
+from s3torrent.job_queue import JobQueue
 from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.wiring import build_objects
+from s3torrent.worker import Worker
 
 
 class Runtime:

@@ -1,7 +1,7 @@
 """The worker: S3 notifications and jobs from the SQS worker queue, and S3 Batch Operations.
 
 SQS: Powertools' BatchProcessor reports partial batch failures; a record fails (and comes
-back, then lands in the DLQ) only for an error worth retrying (jobs.Worker decides).
+back, then lands in the DLQ) only for an error worth retrying (s3torrent.worker decides).
 S3 Batch Operations (invocationSchemaVersion 2.0), told apart by the event's shape: each
 task answers Succeeded, TemporaryFailure (Batch Operations retries it) or PermanentFailure.
 """
@@ -22,9 +22,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.jobs import Delivery
 from s3torrent.observability import logger, metrics, tracer
 from s3torrent.settings import Settings
+from s3torrent.worker import Delivery
 
 runtime = Runtime(Settings.from_env(os.environ))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -1,7 +1,7 @@
 """What S3 failures mean in domain terms: the one place S3 error codes and statuses are read.
 
 Both ways of talking to S3 end here: botocore's errors (the control calls and the SDK range
-reads) and the bare HTTP answers of the direct range reads (`s3_direct.DirectRanges`), which
+reads) and the bare HTTP answers of the direct range reads (`direct.DirectRanges`), which
 are parsed into the same shape as a botocore ClientError first.
 """
 

@@ -1,10 +1,10 @@
-"""The S3 adapter: S3 in domain terms (botocore for control calls and signing; s3_direct.py
+"""The S3 adapter: S3 in domain terms (botocore for control calls and signing; direct.py
 for fast ranged reads; s3_errors.py for what failures mean).
 
 Every call goes through `_call`, and every botocore failure through `translate_error`, so
 the rest of s3torrent sees domain errors (errors.py) and plain values (model.py) only.
 Reads of a source are ranged GETs pinned to the ETag seen by HeadObject (`If-Match`, and
-the version when there is one), read in parallel by `ranged_reader.read_parts`; every call
+the version when there is one), read in parallel by `reader.read_parts`; every call
 passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries them.
 """
 
@@ -114,7 +114,7 @@ class S3Objects:
     `client` serves the control calls (with botocore's own retries); `data_client`, when
     given, serves (or signs) the ranged GETs and should have botocore retries off, because
     `read_parts` retries each range itself (two layers would multiply attempts).
-    `connections`, when given, carries the ranged GETs straight over HTTP (s3_direct.py).
+    `connections`, when given, carries the ranged GETs straight over HTTP (direct.py).
     """
 
     def __init__(
@@ -244,7 +244,7 @@ class S3Objects:
         """Ranged reads of exactly the object `info` describes, for `read_parts`.
 
         Straight over HTTP on a presigned URL when this adapter was given `connections`,
-        else through botocore (see s3_direct.py for why and when).
+        else through botocore (see direct.py for why and when).
         """
         if self.connections is None:
             return SdkRanges(self, info)

@@ -11,8 +11,8 @@ threads spread over every core and nothing is reassembled: each part writes its 
 slots. Memory is `window x chunk_size`, whatever the object's size.
 
 Nothing here knows S3: a `RangeSource` opens `[start, end]` (the S3 transports in
-s3.py and s3_direct.py pin every range to the ETag seen at the start) and `is_retryable` says which
-of its errors deserve another try.
+objects.py and direct.py pin every range to the ETag seen at the start) and `is_retryable`
+says which of its errors deserve another try.
 
 Failure handling is per range, never per object. A retryable error, a body that ends
 early, or a socket that stays silent for the transport's timeout (`stall_timeout`) retries

@@ -19,9 +19,9 @@ from s3torrent.torrent.metainfo import (
     TorrentOptions,
     build_torrent,
     choose_piece_length,
-    read_torrent,
     torrent_name_for_key,
 )
+from s3torrent.torrent.reading import read_torrent
 
 __all__ = [
     "BencodeError",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from s3torrent.model import MAX_KEY_BYTES, TorrentResult
 from s3torrent.settings import MetaVersionSetting
+from s3torrent.torrent import InvalidPieceLength, validate_piece_length
 
 MAX_URLS = 32
 # Stated in the OpenAPI document too, so a client (or a fuzzer) knows a valid request from
@@ -55,9 +56,13 @@ class OptionsBody(_Strict):
     @field_validator("piece_length")
     @classmethod
     def _power_of_two(cls, value: int | None) -> int | None:
-        if value is not None and value & (value - 1):
-            raise ValueError(f"piece_length must be a power of two: {value}")
-        return value
+        # The engine's rule, in the API's own words: the field as the request spells it.
+        if value is None:
+            return None
+        try:
+            return validate_piece_length(value)
+        except InvalidPieceLength:
+            raise ValueError(f"piece_length must be a power of two: {value}") from None
 
     def overrides(self) -> dict[str, Any]:
         """The options that were set, as TorrentService overrides."""
@@ -191,59 +196,3 @@ class ErrorBody(BaseModel):
     """Every JSON error: `{"error": {"code": ..., "message": ...}}`."""
 
     error: ErrorDetail
-
-
-# --- the OpenAPI document -------------------------------------------------------------------
-
-
-def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
-    """The API's OpenAPI document (from Powertools), completed with what it cannot infer:
-    our 422 body, the S3 route's query and headers, its 307."""
-    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    for path, operations in document.get("paths", {}).items():
-        for method, operation in operations.items():
-            responses = operation.get("responses", {})
-            if method == "get":
-                responses.pop("422", None)  # GET routes take no body: nothing to validate
-            elif "422" in responses:
-                responses["422"] = {
-                    "description": "ValidationError: the body does not match the schema",
-                    "content": error_ref,
-                }
-            for parameter in operation.get("parameters", []):
-                if parameter["name"] == "key":
-                    parameter["description"] = "the object key; may contain '/' ({key+})"
-            if path == "/{bucket}/{key}" and method == "get":
-                operation["parameters"] += S3_ROUTE_PARAMETERS
-                responses["307"] = {
-                    "description": "torrent over 4 MiB: Location is a presigned GET of it",
-                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
-                }
-    return document
-
-
-S3_ROUTE_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "torrent",
-        "in": "query",
-        "required": True,
-        "allowEmptyValue": True,
-        "description": "GetObjectTorrent: present, empty",
-        "schema": {"type": "string"},
-    },
-    {"name": "versionId", "in": "query", "required": False, "schema": {"type": "string"}},
-    {
-        "name": "x-amz-request-payer",
-        "in": "header",
-        "required": False,
-        "description": "`requester` for Requester Pays buckets",
-        "schema": {"type": "string", "enum": ["requester"]},
-    },
-    {
-        "name": "x-amz-expected-bucket-owner",
-        "in": "header",
-        "required": False,
-        "description": "account id the bucket must belong to (else 403)",
-        "schema": {"type": "string", "pattern": "^[0-9]{12}$"},
-    },
-]

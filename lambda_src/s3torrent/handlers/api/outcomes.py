@@ -1,0 +1,48 @@
+"""What the routes make of a service result that is not simply a torrent.
+
+An object over the API's inline size is handed to the worker as a job; a result without a
+torrent becomes the domain error that says why (the error handlers turn it into HTTP).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from s3torrent.errors import BucketNotAllowed, ObjectChanged, UnsupportedObject
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.job_queue import queue_requested_job
+from s3torrent.messages import JobMessage
+from s3torrent.model import Outcome, SkipReason, TorrentResult
+
+
+def needs_worker(result: TorrentResult) -> bool:
+    """True when the object is too large to hash within an API request."""
+    return result.outcome is Outcome.SKIPPED and result.skip_reason is SkipReason.TOO_LARGE
+
+
+def queue_torrent(
+    runtime: Runtime,
+    result: TorrentResult,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Send the worker a job for this torrent, unless the same job is still held as sent."""
+    job = JobMessage(bucket=bucket, key=key, version_id=version_id, overrides=overrides)
+    # The table marks recent jobs; without one every request sends (still correct, costlier).
+    marks = runtime.progress if runtime.settings.backfill_table else None
+    queue_requested_job(runtime.worker_queue, marks, job, result.source_etag)
+
+
+def require_torrent(result: TorrentResult) -> TorrentResult:
+    """The result if it has a torrent; else the error that says why not."""
+    if result.outcome is Outcome.SKIPPED:
+        if result.skip_reason is SkipReason.OUTSIDE_SCOPE:
+            raise BucketNotAllowed(result.ref.bucket, result.ref.key)
+        reason = result.skip_reason.value if result.skip_reason else "no torrent"
+        raise UnsupportedObject(result.ref.bucket, result.ref.key, reason)
+    if result.outcome is Outcome.CHANGED:
+        raise ObjectChanged(f"{result.ref.uri} changed while it was read: retry")
+    return result

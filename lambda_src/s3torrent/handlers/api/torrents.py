@@ -1,0 +1,96 @@
+"""`/torrents`: make an object's torrent now (or queue it), and describe a stored one."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aws_lambda_powertools.event_handler import Response
+
+from s3torrent.handlers.api.caller import check_allowed
+from s3torrent.handlers.api.errors import refuse_other_methods
+from s3torrent.handlers.api.openapi import JSON_ERRORS
+from s3torrent.handlers.api.outcomes import needs_worker, queue_torrent, require_torrent
+from s3torrent.handlers.api.resolver import new_router, request_runtime
+from s3torrent.handlers.api.responses import json_response
+from s3torrent.handlers.api.s3_compatible import asks_for_torrent, get_object_torrent
+from s3torrent.handlers.api.schemas import CreateTorrentRequest, ErrorBody, Queued, TorrentInfo
+from s3torrent.model import ObjectRef, Outcome
+from s3torrent.observability import record_result
+
+router = new_router()
+
+
+@router.post(
+    "/torrents",
+    summary="Make a torrent now, or queue it",
+    responses={
+        201: {"description": "made", "content": {"application/json": {"model": TorrentInfo}}},
+        200: {
+            "description": "already fresh",
+            "content": {"application/json": {"model": TorrentInfo}},
+        },
+        202: {
+            "description": "over the API's inline size: queued, see `location`",
+            "content": {"application/json": {"model": Queued}},
+        },
+        409: {
+            "description": "PreconditionFailed: changed while hashed; retry",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
+        **JSON_ERRORS,
+    },
+)
+def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
+    runtime = request_runtime(router)
+    ref = ObjectRef(request.bucket, request.key, request.version_id)
+    check_allowed(runtime.settings, ref)
+    overrides = request.options.overrides() if request.options else None
+    result = runtime.service.make_torrent(
+        ref, overrides=overrides, max_bytes=runtime.settings.api_inline_max_bytes
+    )
+    record_result(result)
+    location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
+    if needs_worker(result):
+        queue_torrent(
+            runtime,
+            result,
+            bucket=ref.bucket,
+            key=ref.key,
+            version_id=ref.version_id,
+            overrides=overrides,
+        )
+        body = Queued(location=location, bucket=ref.bucket, key=ref.key)
+        return json_response(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
+    created = require_torrent(result).outcome is Outcome.CREATED
+    info = TorrentInfo.from_result(result, "created" if created else "fresh")
+    status = HTTPStatus.CREATED if created else HTTPStatus.OK
+    return json_response(status, info.model_dump(), Location=location)
+
+
+@router.get(
+    "/torrents/<bucket>/<key>",
+    summary="Status and metadata of a stored torrent",
+    enable_validation=False,  # `?torrent` here is GetObjectTorrent on a bucket named "torrents"
+    responses={
+        200: {
+            "description": "the stored torrent",
+            "content": {"application/json": {"model": TorrentInfo}},
+        },
+        **JSON_ERRORS,
+    },
+)
+def describe_torrent(bucket: str, key: str) -> Response[Any]:
+    if asks_for_torrent():  # GetObjectTorrent on a bucket that happens to be named "torrents"
+        return get_object_torrent("torrents", f"{bucket}/{key}")
+    runtime = request_runtime(router)
+    ref = ObjectRef(unquote(bucket), unquote(key))
+    check_allowed(runtime.settings, ref)
+    result = runtime.service.describe(ref)
+    status = "fresh" if result.outcome is Outcome.FRESH else "stale"
+    return json_response(HTTPStatus.OK, TorrentInfo.from_result(result, status).model_dump())
+
+
+refuse_other_methods(router, "/torrents", "POST")
+refuse_other_methods(router, "/torrents/<bucket>/<key>", "GET")
