@@ -2,20 +2,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export POWERTOOLS_TRACE_DISABLED := true
 
-.PHONY: install system-packages run test lint synth deploy bench clean
+.PHONY: install install-deploy system-packages run test lint synth deploy bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# One stamp per extra of pyproject.toml. `deploy` (CDK, cdk-nag, cfn-lint) is all synth and
+# deploy need; `dev` adds the test and lint tools (libtorrent, moto, pytest...) and includes
+# deploy, so installing dev stamps both and a later `make synth` installs nothing.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(VENV)/.installed-deploy: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[deploy]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed-deploy $@
+
+install: $(VENV)/.installed-dev
+install-deploy: $(VENV)/.installed-deploy
 
 # mktorrent, aria2, nginx and Ceph's radosgw, which the tests drive (apt, when missing).
 system-packages:
@@ -39,12 +48,12 @@ $(CDK): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $(CDK)
 
-synth: install $(CDK)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+synth: install-deploy $(CDK)
+	PATH="$(abspath $(BIN)):$$PATH" $(CDK) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
 
-deploy: install $(CDK)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy $(CDK_ARGS)
+deploy: install-deploy $(CDK)
+	PATH="$(abspath $(BIN)):$$PATH" $(CDK) deploy $(CDK_ARGS)
 
 bench: install system-packages
 	$(BIN)/python bench/bench_hashing.py $(BENCH_ARGS)

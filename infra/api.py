@@ -1,6 +1,6 @@
 """The HTTPS API: API Gateway REST (REGIONAL), IAM auth on every method, one Lambda behind it.
 
-Routes (DESIGN.md): the S3-compatible `GET /{bucket}/{key+}?torrent`, `POST /torrents`,
+Routes: the S3-compatible `GET /{bucket}/{key+}?torrent`, `POST /torrents`,
 `GET /torrents/{bucket}/{key+}`, `POST /backfills`, `GET /backfills/{id}`, `GET /openapi.json`.
 The S3-compatible route is anonymous (auth NONE) only when public prefixes are configured: the
 AWS CLI signs for `s3`, which API Gateway's IAM auth (SigV4 for `execute-api`) rejects, and

@@ -42,9 +42,17 @@ FLAT_KEYS = (
     "api_auth",
     "stack_name",
 )
-# Runtime fields the stack fills in itself (resource names, the region it deploys to).
+# Runtime fields the stack fills in itself (resource names, the region it deploys to, the
+# secret it grants the functions to read).
 STACK_OWNED_FIELDS = frozenset(
-    {"region", "queue_url", "backfill_queue_url", "backfill_table", "job_max_receives"}
+    {
+        "region",
+        "queue_url",
+        "backfill_queue_url",
+        "backfill_table",
+        "job_max_receives",
+        "endpoint_credentials_secret",
+    }
 )
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -78,7 +86,8 @@ class DeploySettings(BaseModel):
     # SSE-KMS keys of the configured buckets: the only keys the functions may use, via S3 only.
     kms_key_arns: tuple[str, ...] = ()
     # S3-compatible store (settings.endpoint_url): a Secrets Manager secret holding its access
-    # key pair as JSON {"aws_access_key_id": ..., "aws_secret_access_key": ...}.
+    # key pair as JSON {"access_key_id": ..., "secret_access_key": ...}; the functions receive
+    # its ARN as the runtime setting endpoint_credentials_secret, and may read it.
     endpoint_credentials_secret_arn: str | None = None
 
     # API Gateway.
@@ -286,7 +295,7 @@ def from_mapping(values: Mapping[str, Any]) -> DeploySettings:
     unknown = sorted(set(values) - runtime_fields - deploy_fields)
     if unknown:
         raise InvalidDeploySettings(
-            f"unknown s3torrent context keys: {', '.join(unknown)} (the README lists every key)"
+            f"unknown s3torrent context keys: {', '.join(unknown)} (docs/deploy.md lists every key)"
         )
     runtime = {k: v for k, v in values.items() if k in runtime_fields}
     deploy = {k: v for k, v in values.items() if k in deploy_fields}

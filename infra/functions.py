@@ -18,24 +18,28 @@ from constructs import Construct
 
 from infra import nag
 from infra.config import LOG_RETENTION_DAYS
+from s3torrent import observability
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_ACCOUNT = "017000801446"
-SERVICE_NAME = "s3torrent"  # POWERTOOLS_SERVICE_NAME: the `service` dimension of every metric
-METRICS_NAMESPACE = "s3torrent"
-# What ships: the s3torrent package only. Tests and caches never reach Lambda.
-ASSET_EXCLUDE = [
-    "**/tests",
-    "**/tests/**",
-    "**/__pycache__",
-    "**/__pycache__/**",
-    "**/*.pyc",
-    "**/*.egg-info",
-    "**/*.egg-info/**",
-    "**/.mypy_cache/**",
-    "**/.pytest_cache/**",
-]
+# The `service` dimension and the namespace of every metric, as the runtime code names them.
+SERVICE_NAME = observability.SERVICE
+METRICS_NAMESPACE = observability.NAMESPACE
+# What ships, as an allow-list in .gitignore syntax (the last matching line wins): ignore
+# everything under lambda_src/, take back the s3torrent package's folders and modules, then drop
+# what no handler imports, bytecode caches and dotfiles (.env, editor lock files) wherever they
+# are. So an editor backup (`x.py~`), the editable install's s3torrent.egg-info/ or any other
+# stray file never reaches Lambda.
+ASSET_ALLOW_LIST = (
+    "*",
+    "!/s3torrent/",
+    "!/s3torrent/**/",
+    "!/s3torrent/**/*.py",
+    "/s3torrent/cli/",  # the CLI, local only: it starts s3torrent_local, which Lambda lacks
+    "__pycache__/",
+    ".*",
+)
 
 
 def powertools_layer_arn(version: int) -> str:
@@ -55,11 +59,13 @@ def retention(days: int) -> logs.RetentionDays:
 
 
 def lambda_code(path: str | None = None) -> lambda_.Code:
-    """The one code asset all functions share: lambda_src/ as is, no Docker, no bundling."""
+    """The one code asset all functions share: lambda_src/'s runtime modules, no bundling."""
     if path is None:
         beside = Path(__file__).resolve().parent.parent / "lambda_src"  # a source checkout
         path = str(beside) if beside.is_dir() else "lambda_src"  # else: the CDK app's folder
-    return lambda_.Code.from_asset(path, exclude=ASSET_EXCLUDE)
+    return lambda_.Code.from_asset(
+        path, exclude=list(ASSET_ALLOW_LIST), ignore_mode=cdk.IgnoreMode.GIT
+    )
 
 
 class TorrentFunction(Construct):

@@ -4,7 +4,7 @@ Alarms: anything in a dead-letter queue (an operator must look), worker/backfill
 throttles on any function, the worker queue falling behind, API 5XX. With `alarm_email` they
 notify an SNS topic encrypted with a customer-managed key CloudWatch is allowed to use.
 The dashboard reads the metrics the handlers publish with Powertools (namespace `s3torrent`,
-dimension `service`).
+dimension `service`), named by `s3torrent.observability.Metric`, the one list of them.
 """
 
 from __future__ import annotations
@@ -23,19 +23,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.functions import METRICS_NAMESPACE, SERVICE_NAME, TorrentFunction
+from s3torrent.observability import Metric
 
 FIVE_MINUTES = cdk.Duration.minutes(5)
-# What the handlers emit (Powertools Metrics, EMF), all with dimension service=s3torrent.
-SERVICE_METRICS = (
-    "TorrentsCreated",
-    "TorrentsFresh",
-    "TorrentsSkipped",
-    "TorrentsFailed",
-    "BytesHashed",
-    "HashSeconds",
-    "GetRequests",
-    "RangeRetries",
-)
 
 
 @dataclass(frozen=True)
@@ -52,15 +42,15 @@ class Monitored:
     rest_api: apigw.RestApi
 
 
-def service_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
+def service_metric(metric: Metric, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
     """One of the handlers' Powertools metrics."""
     return cw.Metric(
         namespace=METRICS_NAMESPACE,
-        metric_name=name,
+        metric_name=metric.value,
         dimensions_map={"service": SERVICE_NAME},
         statistic=statistic,
         period=FIVE_MINUTES,
-        label=label or name,
+        label=label or metric.value,
     )
 
 
@@ -168,8 +158,8 @@ class TorrentMonitoring(Construct):
         throughput = cw.MathExpression(
             expression="IF(seconds > 0, bytes / seconds / 1000000, 0)",
             using_metrics={
-                "bytes": service_metric("BytesHashed"),
-                "seconds": service_metric("HashSeconds"),
+                "bytes": service_metric(Metric.BYTES_HASHED),
+                "seconds": service_metric(Metric.HASH_SECONDS),
             },
             label="Hashing throughput (MB/s)",
             period=FIVE_MINUTES,
@@ -178,16 +168,17 @@ class TorrentMonitoring(Construct):
             cw.GraphWidget(
                 title="Torrents",
                 left=[
-                    service_metric("TorrentsCreated", label="created"),
-                    service_metric("TorrentsFresh", label="already fresh"),
-                    service_metric("TorrentsSkipped", label="skipped"),
-                    service_metric("TorrentsFailed", label="failed"),
+                    service_metric(Metric.TORRENTS_CREATED, label="created"),
+                    service_metric(Metric.TORRENTS_FRESH, label="already fresh"),
+                    service_metric(Metric.TORRENTS_SKIPPED, label="skipped"),
+                    service_metric(Metric.TORRENTS_DELETED, label="deleted"),
+                    service_metric(Metric.TORRENTS_FAILED, label="failed"),
                 ],
                 width=8,
             ),
             cw.GraphWidget(
                 title="Bytes hashed",
-                left=[service_metric("BytesHashed", label="bytes hashed")],
+                left=[service_metric(Metric.BYTES_HASHED, label="bytes hashed")],
                 width=8,
             ),
             cw.GraphWidget(title="Hashing throughput (MB/s)", left=[throughput], width=8),
@@ -196,7 +187,7 @@ class TorrentMonitoring(Construct):
             cw.GraphWidget(
                 title="Failures",
                 left=[
-                    service_metric("TorrentsFailed", label="torrents failed"),
+                    service_metric(Metric.TORRENTS_FAILED, label="torrents failed"),
                     w.worker.function.metric_errors(period=FIVE_MINUTES, label="worker errors"),
                     w.backfill.function.metric_errors(period=FIVE_MINUTES, label="backfill errors"),
                 ],
@@ -229,8 +220,8 @@ class TorrentMonitoring(Construct):
             ),
             cw.GraphWidget(
                 title="S3 reads",
-                left=[service_metric("GetRequests", label="ranged GETs")],
-                right=[service_metric("RangeRetries", label="range retries")],
+                left=[service_metric(Metric.GET_REQUESTS, label="ranged GETs")],
+                right=[service_metric(Metric.RANGE_RETRIES, label="range retries")],
                 width=8,
             ),
         )

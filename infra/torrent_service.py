@@ -36,7 +36,6 @@ HANDLERS = "s3torrent.handlers"
 # AWS: set the source queue's visibility timeout to at least six times the function timeout.
 VISIBILITY_FACTOR = 6
 CREATED_BUCKET_LABEL = "<bucket created by this stack>"
-ENDPOINT_CREDENTIALS_ENV = "S3TORRENT_ENDPOINT_CREDENTIALS_SECRET"
 
 
 class S3TorrentService(Construct):
@@ -216,13 +215,11 @@ class S3TorrentService(Construct):
                 "backfill_queue_url": self.backfill_queue.queue_url,
                 "backfill_table": self.table.table_name,
                 "job_max_receives": self.config.max_receive_count,
+                # An endpoint_url store's key pair: the functions may read this secret only.
+                "endpoint_credentials_secret": self.config.endpoint_credentials_secret_arn,
             }
         )
-        environment = runtime.to_env()
-        if self.config.endpoint_credentials_secret_arn:
-            # Read by the S3 client builder for endpoint_url stores (see the README).
-            environment[ENDPOINT_CREDENTIALS_ENV] = self.config.endpoint_credentials_secret_arn
-        return environment
+        return runtime.to_env()
 
     # --- IAM ----------------------------------------------------------------------------------
 

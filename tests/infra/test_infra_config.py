@@ -23,6 +23,7 @@ from s3torrent.settings import Settings
 pytestmark = pytest.mark.infra
 
 ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"  # the deployment guide, with the table of every key
 PINS = {"powertools_layer_version": 38}
 
 
@@ -74,6 +75,7 @@ def test_prefix_without_bucket_is_refused() -> None:
     [
         ({"bucketz": []}, "unknown s3torrent context keys: bucketz"),
         ({"queue_url": "https://x"}, "set by the stack"),
+        ({"endpoint_credentials_secret": "s3torrent/rgw"}, "set by the stack"),
         ({"piece_length": 1000}, "piece_length"),
         ({"api_auth": "none"}, "api_auth_none_reason"),
         ({"backfill_schedule": "every day"}, "rate"),
@@ -128,8 +130,8 @@ def test_minimal_prefixes_drop_covered_ones() -> None:
 
 
 def test_every_context_key_is_documented_once_in_the_deploy_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    doc = readme.split("### Every context key", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    guide = DEPLOY_DOC.read_text(encoding="utf-8")
+    doc = guide.split("## Every context key", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows = re.findall(r"^\| `([a-z_:]+)` \|", doc, flags=re.MULTILINE)
     documented = [row for row in rows if row not in ("s3torrent", "s3torrent:defaults")]
     keys = (set(Settings.model_fields) | set(DeploySettings.model_fields)) - {
@@ -160,7 +162,7 @@ def test_context_from_a_json_file(tmp_path: Path) -> None:
 
 
 def test_the_deploy_docs_examples_are_valid_settings() -> None:
-    doc = (ROOT / "README.md").read_text()
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
     blocks = re.findall(r"<<'JSON'\n(.*?)\nJSON\n", doc, flags=re.DOTALL)
     assert len(blocks) >= 2
     for block in blocks:
