@@ -17,8 +17,9 @@ from references import libtorrent_hashes as reference_hashes
 from s3torrent.errors import TransientS3Error
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome
 from s3torrent.s3.direct import DirectRanges
-from s3torrent.s3.objects import S3Objects, SdkRanges
+from s3torrent.s3.objects import S3Objects
 from s3torrent.s3.reader import RangeBody, RangeSource
+from s3torrent.s3.sdk_ranges import SdkRanges
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.wiring import build_objects, build_service

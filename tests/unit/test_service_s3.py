@@ -19,8 +19,9 @@ from moto import mock_aws
 
 from s3torrent import errors
 from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TransferCounters
-from s3torrent.s3.objects import S3Objects, content_disposition, is_retryable, translate_error
+from s3torrent.s3.objects import S3Objects, is_retryable, translate_error
 from s3torrent.s3.reader import ReaderConfig, read_parts
+from s3torrent.s3.records import content_disposition
 
 BUCKET = "bkt"
 

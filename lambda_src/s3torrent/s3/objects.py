@@ -10,10 +10,7 @@ passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries the
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -38,29 +35,19 @@ from s3torrent.s3.errors import (
     is_retryable,
     translate_error,
     translate_read_error,
-    transport_error,
 )
 from s3torrent.s3.reader import RangeSource, ReaderConfig
+from s3torrent.s3.records import (
+    TORRENT_CONTENT_TYPE,
+    content_disposition,
+    record_from_response,
+    torrent_metadata,
+    written_record,
+)
+from s3torrent.s3.sdk_ranges import SdkRanges
 from s3torrent.torrent.metainfo import Torrent
 
 __all__ = ["S3Objects", "is_retryable", "translate_error"]
-
-TORRENT_CONTENT_TYPE = "application/x-bittorrent"
-# The `created-by` metadata of every torrent s3torrent writes: how it tells its own torrents
-# from a user's `.torrent` objects, which it never overwrites or deletes. (The torrent's
-# `created by` field, with the version, is policy.CREATED_BY.)
-WRITER_MARK = "s3torrent"
-
-# User metadata of a `<key>.torrent` (S3 lowercases x-amz-meta-* names; values stay ASCII).
-META_CREATED_BY = "created-by"
-META_SOURCE_ETAG = "source-etag"
-META_SOURCE_VERSION_ID = "source-version-id"
-META_SIZE = "size"
-META_PIECE_LENGTH = "piece-length"
-META_VERSION = "meta-version"
-META_INFO_HASH_V1 = "info-hash-v1"
-META_INFO_HASH_V2 = "info-hash-v2"
-META_SOURCE = "torrent-source"  # "native" or "computed"
 
 # A native torrent of even a 5 TB object is a few MB; a store that answers `?torrent` with
 # the object itself (moto does) must not make us download the object to find out.
@@ -83,29 +70,9 @@ _NO_NATIVE = frozenset(
 )
 
 
-def _parse_int(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
-        return None
-    return int(value)
-
-
 def _restored(restore: str | None) -> bool:
     # x-amz-restore: ongoing-request="false", expiry-date="..." once the copy is readable.
     return bool(restore) and 'ongoing-request="false"' in str(restore)
-
-
-def content_disposition(key: str) -> str:
-    """`attachment` with the torrent's file name; RFC 6266 `filename*` for non-ASCII names."""
-    name = key.rsplit("/", 1)[-1] + ".torrent"
-    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
-    if fallback == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _ascii(value: str) -> str:
-    # S3 user metadata travels in HTTP headers: keep it printable ASCII.
-    return value if value.isascii() and value.isprintable() else quote(value, safe="")
 
 
 class S3Objects:
@@ -329,7 +296,7 @@ class S3Objects:
             raise
         except ObjectNotFound:
             return None
-        record = self._record(ref, response)
+        record = record_from_response(ref, response)
         return (record, str(response.get("ETag", ""))) if record else None
 
     def get_torrent(self, ref: ObjectRef) -> tuple[bytes, TorrentRecord] | None:
@@ -351,27 +318,14 @@ class S3Objects:
             ) from error
         finally:
             body.close()
-        record = self._record(ref, response)
+        record = record_from_response(ref, response)
         return (data, record) if record else None
 
     def put_torrent(
         self, ref: ObjectRef, info: ObjectInfo, torrent: Torrent, *, source: str = "computed"
     ) -> TorrentRecord:
         """Write `<key>.torrent` with its content type, disposition and provenance metadata."""
-        metadata = {
-            META_CREATED_BY: WRITER_MARK,
-            META_SOURCE_ETAG: _ascii(info.etag),
-            META_SIZE: str(info.size),
-            META_PIECE_LENGTH: str(torrent.piece_length),
-            META_VERSION: str(torrent.meta_version),
-            META_SOURCE: source,
-        }
-        if info.version_id:
-            metadata[META_SOURCE_VERSION_ID] = _ascii(info.version_id)
-        if torrent.info_hash_v1:
-            metadata[META_INFO_HASH_V1] = torrent.info_hash_v1
-        if torrent.info_hash_v2:
-            metadata[META_INFO_HASH_V2] = torrent.info_hash_v2
+        metadata = torrent_metadata(info, torrent, source)
         params = self._params(ref, ref.torrent_key)
         self._call(
             self.client,
@@ -384,20 +338,7 @@ class S3Objects:
             Metadata=metadata,
             **params,
         )
-        return TorrentRecord(
-            bucket=ref.bucket,
-            torrent_key=ref.torrent_key,
-            source_etag=info.etag,
-            source_version_id=info.version_id,
-            size=info.size,
-            piece_length=torrent.piece_length,
-            meta_version=str(torrent.meta_version),
-            info_hash_v1=torrent.info_hash_v1,
-            info_hash_v2=torrent.info_hash_v2,
-            last_modified=None,
-            content_length=len(torrent.data),
-            source=source,
-        )
+        return written_record(ref, info, torrent, source)
 
     def delete_torrent(self, ref: ObjectRef) -> bool:
         """Delete `<key>.torrent` only if its metadata says s3torrent wrote it.
@@ -469,32 +410,6 @@ class S3Objects:
     def _torrent_params(self, ref: ObjectRef) -> dict[str, Any]:
         return self._params(ref, ref.torrent_key)
 
-    @staticmethod
-    def _record(ref: ObjectRef, response: Mapping[str, Any]) -> TorrentRecord | None:
-        meta = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
-        if meta.get(META_CREATED_BY) != WRITER_MARK:
-            return None
-        size = _parse_int(meta.get(META_SIZE))
-        piece_length = _parse_int(meta.get(META_PIECE_LENGTH))
-        etag = meta.get(META_SOURCE_ETAG)
-        if size is None or piece_length is None or not etag:
-            return None  # ours but unreadable: treated as absent, so it is rebuilt
-        length = response.get("ContentLength")
-        return TorrentRecord(
-            bucket=ref.bucket,
-            torrent_key=ref.torrent_key,
-            source_etag=etag,
-            source_version_id=meta.get(META_SOURCE_VERSION_ID) or None,
-            size=size,
-            piece_length=piece_length,
-            meta_version=meta.get(META_VERSION, ""),
-            info_hash_v1=meta.get(META_INFO_HASH_V1) or None,
-            info_hash_v2=meta.get(META_INFO_HASH_V2) or None,
-            last_modified=response.get("LastModified"),
-            content_length=int(length) if length is not None else None,
-            source=meta.get(META_SOURCE) or None,
-        )
-
 
 _OPERATION_NAMES = {
     "head_object": "HeadObject",
@@ -504,34 +419,3 @@ _OPERATION_NAMES = {
     "list_objects_v2": "ListObjectsV2",
     "get_object_torrent": "GetObjectTorrent",
 }
-
-
-class SdkRanges:
-    """A RangeSource through botocore: any client, moto's in-process mock included."""
-
-    def __init__(self, objects: S3Objects, info: ObjectInfo) -> None:
-        self._objects = objects
-        self._info = info
-
-    def open_range(self, start: int, end: int) -> _SdkBody:
-        return _SdkBody(self._objects.get_range(self._info, start, end)["Body"], self._info.ref)
-
-
-class _SdkBody:
-    __slots__ = ("_body", "_ref")
-
-    def __init__(self, body: Any, ref: ObjectRef) -> None:
-        self._body = body
-        self._ref = ref
-
-    def readinto(self, buffer: memoryview) -> int:
-        try:
-            count: int = self._body.readinto(buffer)
-        except (ClientError, BotoCoreError) as error:
-            raise translate_read_error(error, bucket=self._ref.bucket, key=self._ref.key) from error
-        except OSError as error:
-            raise transport_error(f"GetObject {self._ref.uri}", error) from error
-        return count
-
-    def close(self) -> None:
-        self._body.close()

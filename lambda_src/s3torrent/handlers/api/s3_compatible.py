@@ -22,7 +22,7 @@ from s3torrent.handlers.api.resolver import new_router, request_runtime
 from s3torrent.handlers.api.responses import TORRENT_TYPE
 from s3torrent.model import ObjectRef
 from s3torrent.observability import record_result
-from s3torrent.s3.objects import content_disposition
+from s3torrent.s3.records import content_disposition
 
 # A synchronous Lambda response is at most 6 MB, base64 adds a third: bigger torrents are
 # answered with a redirect to a presigned GET of the stored `.torrent`.
