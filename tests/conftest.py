@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' own helper modules (ports, handler_support)
+from tests.support.ports import free_port
 
-from ports import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EVENTS = ROOT / "tests" / "events"
 

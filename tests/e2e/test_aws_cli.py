@@ -9,7 +9,7 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
-from e2e.conftest import (
+from tests.support.stack import (
     EVENT_SECONDS,
     EVENTS_BUCKET,
     Stack,

@@ -8,7 +8,7 @@ import time
 import libtorrent as lt
 import pytest
 
-from e2e.conftest import QUIET_BUCKET, Stack, all_keys, http, post_json, wait_for
+from tests.support.stack import QUIET_BUCKET, Stack, all_keys, http, post_json, wait_for
 
 pytestmark = pytest.mark.e2e
 

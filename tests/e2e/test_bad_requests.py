@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from e2e.conftest import (
+from tests.support.stack import (
     EVENTS_BUCKET,
     HttpAnswer,
     Stack,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import Stack, client_env, start_serve, wait_for_torrent
-from ports import free_port
 from s3torrent_local.demo import DOWNLOAD_DIR, SAMPLE_KEY, sample_bytes
+from tests.support.ports import free_port
+from tests.support.stack import Stack, client_env, start_serve, wait_for_torrent
 
 pytestmark = pytest.mark.e2e
 

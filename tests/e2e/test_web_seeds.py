@@ -13,7 +13,7 @@ from urllib.parse import quote
 import libtorrent as lt
 import pytest
 
-from e2e.conftest import (
+from tests.support.stack import (
     EVENTS_BUCKET,
     QUIET_BUCKET,
     Stack,

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from infra_support import ROOT, Synth, resources, session_synth
+
+from tests.support.synth import ROOT, Synth, resources, session_synth
 
 pytestmark = pytest.mark.infra
 

@@ -16,9 +16,9 @@ from infra.config import (
     from_mapping,
     minimal_prefixes,
 )
-from infra_support import cdk_json_context
 
 from s3torrent.settings import Settings
+from tests.support.synth import cdk_json_context
 
 pytestmark = pytest.mark.infra
 

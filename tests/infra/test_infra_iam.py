@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra_support import (
+
+from tests.support.synth import (
     Synth,
     actions_on,
     as_list,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_support import (
+
+from tests.support.synth import (
     ENDPOINT_SECRET,
     Synth,
     as_list,

@@ -25,7 +25,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from handler_support import (
+from s3torrent.handlers import backfill
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.settings import Settings
+from s3torrent_local import moto_fixes
+from tests.support.handlers import (
     MOTO_ACCOUNT,
     SESSION,
     FakeContext,
@@ -34,10 +38,6 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import backfill
-from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
-from s3torrent_local import moto_fixes
 
 pytestmark = [
     pytest.mark.integration,

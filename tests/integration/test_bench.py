@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench import bench_hashing  # the bench's own network detection, not a copy of it
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "bench_hashing.py"
-sys.path.insert(0, str(BENCH.parent))
 
-import bench_hashing  # noqa: E402  (the bench's own network detection, not a copy of it)
 
 SIZE = int(3.3 * 1024 * 1024)
 OUR_ROWS = {"ours-1", "ours-2", "ours-hybrid", "ours-read", "ours-1-https", "ours-hybrid-https"}

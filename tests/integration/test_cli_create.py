@@ -20,7 +20,7 @@ from typing import Any
 import libtorrent as lt
 import pytest
 
-from references import libtorrent_hashes as reference_hashes
+from tests.support.references import libtorrent_hashes as reference_hashes
 
 pytestmark = [
     pytest.mark.integration,

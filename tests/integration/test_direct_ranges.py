@@ -24,8 +24,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from faults.proxy import Emulation, FaultPolicy, FaultProxy, RequestInfo
-from ports import free_port
 from s3torrent.errors import (
     AccessDenied,
     EndpointError,
@@ -40,6 +38,8 @@ from s3torrent.s3.reader import RangeBody, RangeSource, ReaderConfig, read_parts
 from s3torrent.settings import Settings
 from s3torrent.torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes, hash_bytes
 from s3torrent.wiring import build_objects
+from tests.support.faults.proxy import Emulation, FaultPolicy, FaultProxy, RequestInfo
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

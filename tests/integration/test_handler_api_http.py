@@ -13,7 +13,12 @@ from urllib.parse import quote
 import libtorrent as lt
 import pytest
 
-from handler_support import (
+from s3torrent.handlers import api
+from s3torrent.handlers import worker as worker_handler
+from s3torrent.handlers.api import s3_compatible
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.settings import Settings
+from tests.support.handlers import (
     SESSION,
     FakeContext,
     api_body,
@@ -24,11 +29,6 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import api
-from s3torrent.handlers import worker as worker_handler
-from s3torrent.handlers.api import s3_compatible
-from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,

@@ -10,7 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from handler_support import (
+from s3torrent.handlers import api, backfill
+from s3torrent.handlers import worker as worker_handler
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.settings import Settings
+from tests.support.handlers import (
     SESSION,
     FakeContext,
     age,
@@ -22,10 +26,6 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import api, backfill
-from s3torrent.handlers import worker as worker_handler
-from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,

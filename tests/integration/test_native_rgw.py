@@ -23,14 +23,14 @@ import boto3
 import libtorrent as lt
 import pytest
 
-from ports import free_port
-from references import libtorrent_hashes as reference_hashes
 from s3torrent.errors import NativeTorrentUnavailable
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
+from tests.support.ports import free_port
+from tests.support.references import libtorrent_hashes as reference_hashes
 
 pytestmark = [
     pytest.mark.rgw,

@@ -13,7 +13,6 @@ import boto3
 import libtorrent as lt
 import pytest
 
-from references import libtorrent_hashes as reference_hashes
 from s3torrent.errors import TransientS3Error
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome
 from s3torrent.s3.direct import DirectRanges
@@ -23,6 +22,7 @@ from s3torrent.s3.sdk_ranges import SdkRanges
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.wiring import build_objects, build_service
+from tests.support.references import libtorrent_hashes as reference_hashes
 
 pytestmark = [
     pytest.mark.integration,

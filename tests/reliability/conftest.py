@@ -11,9 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from faults.proxy import FaultPolicy, FaultProxy
-from ports import free_port
 from s3torrent.settings import Settings
+from tests.support.faults.proxy import FaultPolicy, FaultProxy
+from tests.support.ports import free_port
 
 
 @pytest.fixture

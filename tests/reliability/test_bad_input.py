@@ -15,15 +15,15 @@ from urllib.parse import quote
 
 import pytest
 
-from faults.events import created, sqs_event
-from faults.helpers import plain_client, reference_hashes, source_writes, torrent_keys
-from faults.proxy import Emulation, FaultProxy, RequestInfo
 from s3torrent import cli
 from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
+from tests.support.faults.events import created, sqs_event
+from tests.support.faults.helpers import plain_client, reference_hashes, source_writes, torrent_keys
+from tests.support.faults.proxy import Emulation, FaultProxy, RequestInfo
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from faults.helpers import reference_hashes, torrent_keys
-from faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 from s3torrent import cli
+from tests.support.faults.helpers import reference_hashes, torrent_keys
+from tests.support.faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.integration
 

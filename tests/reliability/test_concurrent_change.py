@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
-from faults.proxy import BodyHook, FaultProxy, RequestInfo
 from s3torrent.errors import ObjectChanged, ObjectNotFound
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
+from tests.support.faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
+from tests.support.faults.proxy import BodyHook, FaultProxy, RequestInfo
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,6 @@ from typing import Any
 
 import pytest
 
-from faults.events import created, load, removed, s3_notification, sqs_event
-from faults.helpers import reference_hashes, source_writes, torrent_keys
-from faults.proxy import FaultKind, FaultProxy, FaultRule
-from handler_support import client, make_resources
 from s3torrent.backfill.progress import ProgressStore, StepClaim
 from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
@@ -29,6 +25,10 @@ from s3torrent.torrent import read_torrent
 from s3torrent.worker import WRITE_MARGIN_SECONDS
 from s3torrent_local.lambda_context import FakeLambdaContext
 from s3torrent_local.queues import EventSource, QueueConsumer
+from tests.support.faults.events import created, load, removed, s3_notification, sqs_event
+from tests.support.faults.helpers import reference_hashes, source_writes, torrent_keys
+from tests.support.faults.proxy import FaultKind, FaultProxy, FaultRule
+from tests.support.handlers import client, make_resources
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from faults.helpers import plain_client
-from faults.proxy import (
+from tests.support.faults.helpers import plain_client
+from tests.support.faults.proxy import (
     BodyHook,
     Emulation,
     FaultKind,

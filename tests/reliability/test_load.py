@@ -21,10 +21,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from e2e.conftest import start_serve
-from faults.helpers import reference_hashes
-from ports import free_port
 from s3torrent.torrent import read_torrent
+from tests.support.faults.helpers import reference_hashes
+from tests.support.ports import free_port
+from tests.support.stack import start_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
-from faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 from s3torrent.errors import TransientS3Error
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.s3.reader import ReaderConfig
@@ -25,6 +23,8 @@ from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
+from tests.support.faults.helpers import fresh_bucket, reference_hashes, source_writes, torrent_keys
+from tests.support.faults.proxy import FaultKind, FaultPolicy, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.integration
 

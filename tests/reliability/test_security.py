@@ -7,16 +7,12 @@ import copy
 import json
 import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from faults.events import load, sqs_event
-from faults.helpers import reference_hashes, torrent_keys
-from faults.proxy import FaultPolicy, FaultProxy
 from s3torrent import cli
 from s3torrent.handlers import api as api_module
 from s3torrent.handlers import worker as worker_handler
@@ -25,6 +21,9 @@ from s3torrent.handlers.runtime import Runtime
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent_local.lambda_context import FakeLambdaContext
+from tests.support.faults.events import load, sqs_event
+from tests.support.faults.helpers import reference_hashes, torrent_keys
+from tests.support.faults.proxy import FaultPolicy, FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,12 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def templates() -> dict[str, dict[str, Any]]:
     """The stacks tests/infra synthesizes, from its once-per-process synth (shared, not redone)."""
-    infra_tests = str(ROOT / "tests" / "infra")
-    if infra_tests not in sys.path:
-        sys.path.append(infra_tests)
-    import infra_support
+    from tests.support.synth import session_synth
 
-    synth = infra_support.session_synth()
+    synth = session_synth()
     return {
         "S3TorrentDefault": synth.default,
         "S3TorrentFull": synth.full,
@@ -313,7 +309,7 @@ def test_logs_never_hold_credentials_or_signatures(
 
 
 def _deny(name: str, when: Any) -> Any:
-    from faults.proxy import Emulation
+    from tests.support.faults.proxy import Emulation
 
     return Emulation(name, when, 403, "AccessDenied", "Access Denied")
 

@@ -12,7 +12,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from references import libtorrent_hashes
 from s3torrent.errors import InvalidInput, ObjectNotFound
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason
 from s3torrent.policy import expand_web_seed, object_skip_reason
@@ -22,6 +21,7 @@ from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.torrent.hashing import MetaVersion
+from tests.support.references import libtorrent_hashes
 
 pytestmark = pytest.mark.filterwarnings("ignore:create_torrent constructor:DeprecationWarning")
 

@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from handler_support import (
+from s3torrent.backfill.progress import StepClaim
+from s3torrent.handlers import backfill
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.settings import Settings
+from tests.support.handlers import (
     SESSION,
     FakeContext,
     age,
@@ -26,10 +30,6 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.backfill.progress import StepClaim
-from s3torrent.handlers import backfill
-from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

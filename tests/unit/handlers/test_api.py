@@ -20,16 +20,6 @@ from xml.etree import ElementTree
 import pytest
 from moto import mock_aws
 
-from handler_support import (
-    SESSION,
-    FakeContext,
-    api_body,
-    client,
-    drain,
-    header,
-    load_event,
-    make_resources,
-)
 from s3torrent import job_queue
 from s3torrent.backfill.progress import QUEUED_JOB_PREFIX
 from s3torrent.errors import TransientServiceError
@@ -39,6 +29,16 @@ from s3torrent.handlers.runtime import Runtime
 from s3torrent.messages import JobMessage
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
+from tests.support.handlers import (
+    SESSION,
+    FakeContext,
+    api_body,
+    client,
+    drain,
+    header,
+    load_event,
+    make_resources,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import moto.core.models  # noqa: F401  (registers moto's botocore hook before SESSION exists)
 
-EVENTS = Path(__file__).resolve().parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 # One session for every client the tests make: botocore loads its service models once.
 SESSION = boto3.session.Session()
 FIXTURE_BUCKET = "s3torrent-demo"

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from references import boundary_sizes as sizes_for
 from s3torrent.torrent.bencode import decode, dict_spans
 from s3torrent.torrent.hashing import MetaVersion, hash_bytes
 from s3torrent.torrent.metainfo import Torrent, TorrentOptions, build_torrent, choose_piece_length
+from tests.support.references import boundary_sizes as sizes_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

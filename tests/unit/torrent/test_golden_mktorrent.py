@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from references import boundary_sizes as sizes_for
 from s3torrent.torrent import TorrentOptions, build_torrent, read_torrent
 from s3torrent.torrent.bencode import decode, dict_spans
 from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+from tests.support.references import boundary_sizes as sizes_for
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -1,6 +1,6 @@
 """Test tooling that breaks things on purpose: a fault-injecting S3 reverse proxy."""
 
-from faults.proxy import (
+from tests.support.faults.proxy import (
     BodyHook,
     Emulation,
     FaultKind,

@@ -13,7 +13,10 @@ from typing import Any, cast
 import libtorrent as lt
 import pytest
 
-from handler_support import (
+from s3torrent.handlers import worker as worker_handler
+from s3torrent.handlers.runtime import Runtime
+from s3torrent.settings import Settings
+from tests.support.handlers import (
     SESSION,
     FakeContext,
     FaultyProxy,
@@ -23,9 +26,6 @@ from handler_support import (
     make_resources,
     sqs_event,
 )
-from s3torrent.handlers import worker as worker_handler
-from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,

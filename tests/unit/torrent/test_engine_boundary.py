@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
+LAMBDA_SRC = Path(__file__).resolve().parents[3] / "lambda_src"
 
 PROBE = """
 import json, sys

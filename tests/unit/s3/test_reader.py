@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from references import boundary_sizes, libtorrent_hashes
 from s3torrent.errors import ObjectChanged, TransientS3Error
 from s3torrent.model import TransferCounters
 from s3torrent.s3 import reader as ranged_reader
 from s3torrent.s3.reader import ReaderConfig, ShortRead, read_parts
 from s3torrent.torrent.hashing import MetaVersion, PieceHashBuilder, PieceHashes, hash_bytes
 from s3torrent.torrent.metainfo import Torrent, TorrentOptions, build_torrent, torrent_name_for_key
+from tests.support.references import boundary_sizes, libtorrent_hashes
 
 # references.py builds libtorrent's torrents the one way both wheels share.
 pytestmark = pytest.mark.filterwarnings(

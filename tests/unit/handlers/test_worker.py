@@ -16,15 +16,6 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from handler_support import (
-    SESSION,
-    FakeContext,
-    client,
-    emf_metrics,
-    load_event,
-    make_resources,
-    sqs_event,
-)
 from s3torrent import worker
 from s3torrent.errors import AccessDenied, OutOfTime, TransientS3Error
 from s3torrent.handlers import worker as worker_handler
@@ -35,6 +26,15 @@ from s3torrent.observability import logger
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
+from tests.support.handlers import (
+    SESSION,
+    FakeContext,
+    client,
+    emf_metrics,
+    load_event,
+    make_resources,
+    sqs_event,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
