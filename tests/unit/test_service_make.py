@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from s3torrent.errors import InvalidInput, ObjectNotFound
 from s3torrent.model import ObjectInfo, ObjectRef, Outcome, SkipReason
@@ -21,20 +18,12 @@ from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.torrent.hashing import MetaVersion
+from tests.support.moto import BUCKET
 from tests.support.references import libtorrent_hashes
 
 pytestmark = pytest.mark.filterwarnings("ignore:create_torrent constructor:DeprecationWarning")
 
-BUCKET = "bkt"
 SMALL_READS = ReaderConfig(part_size=64 * 1024, window=3, backoff_base=0.0)
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 class Calls:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from s3torrent import native as native_module
 from s3torrent.errors import AccessDenied, NativeTorrentUnavailable
@@ -26,18 +23,10 @@ from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import TorrentOptions, build_torrent, read_torrent
 from s3torrent.torrent.hashing import MetaVersion, hash_bytes
+from tests.support.moto import BUCKET
 
-BUCKET = "bkt"
 READS = ReaderConfig(part_size=64 * 1024, window=2, backoff_base=0.0)
 PIECE = 16384
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def service_for(objects: S3Objects, **values: Any) -> TorrentService:

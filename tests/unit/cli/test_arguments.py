@@ -8,18 +8,14 @@ import subprocess
 import sys
 import textwrap
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from s3torrent import cli
 from s3torrent.torrent import MetaVersion, TorrentOptions, build_torrent, hash_bytes
-
-BUCKET = "bkt"
+from tests.support.moto import BUCKET
 
 
 class FakeTerminal(io.StringIO):
@@ -84,14 +80,6 @@ def test_human_bytes() -> None:
     assert cli.human_bytes(5) == "5 B"
     assert cli.human_bytes(1536) == "1.5 KiB"
     assert cli.human_bytes(3 * 1024**3) == "3.0 GiB"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def run(argv: list[str], monkeypatch: pytest.MonkeyPatch, *, tty: bool) -> tuple[int, str, str]:

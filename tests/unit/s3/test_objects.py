@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -15,15 +13,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
-from moto import mock_aws
 
 from s3torrent import errors
 from s3torrent.model import ObjectInfo, ObjectRef, SkipReason, TransferCounters
 from s3torrent.s3.objects import S3Objects, is_retryable, translate_error
 from s3torrent.s3.reader import ReaderConfig, read_parts
 from s3torrent.s3.records import content_disposition
-
-BUCKET = "bkt"
+from tests.support.moto import BUCKET
 
 
 def client_error(
@@ -127,14 +123,6 @@ def testcontent_disposition_is_ascii_with_an_rfc6266_name_for_the_rest() -> None
 
 
 # --- against moto in-process --------------------------------------------------------------
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 class _Collect:

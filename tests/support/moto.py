@@ -1,0 +1,3 @@
+"""What the unit tests' in-process moto S3 holds (the `s3` fixture in tests/unit/conftest.py)."""
+
+BUCKET = "bkt"
