@@ -121,6 +121,36 @@ class NotConfigured(S3TorrentError):
     http_status = 501
 
 
+class EndpointSecretUnusable(NotConfigured):
+    """The Secrets Manager secret holding the store's keys is missing, unreadable or malformed.
+
+    Raised when a handler's runtime is built, so a misconfigured Lambda fails at init, saying
+    which secret and what is wrong; never anything of the secret's content.
+    """
+
+    def __init__(self, secret: str, problem: str) -> None:
+        super().__init__(f"endpoint credentials secret {secret}: {problem}")
+        self.secret = secret
+        self.problem = problem
+
+
+class CustomTorrentNotInline(InvalidInput):
+    """A torrent with the caller's own options that cannot be answered within the request.
+
+    Such a torrent is never stored (the stored one is everyone's) nor queued (a job has
+    nowhere to put it): it is made inline or not at all.
+    """
+
+    def __init__(self, bucket: str, key: str, reason: str) -> None:
+        super().__init__(
+            f"s3://{bucket}/{key}: {reason}; a torrent with options of its own is only made"
+            " within the request. Ask without options for the deployment's torrent"
+        )
+        self.bucket = bucket
+        self.key = key
+        self.reason = reason
+
+
 class BackfillNotFound(S3TorrentError):
     """No backfill with this id."""
 

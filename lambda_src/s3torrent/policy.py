@@ -74,8 +74,8 @@ def expand_web_seed(template: str, settings: Settings, bucket: str, key: str) ->
         "bucket": bucket,
         "key": quote(key, safe="/"),
         "folder": quote(folder, safe="/"),
-        "region": settings.region,
-        "endpoint": settings.s3_endpoint,
+        "region": settings.bucket_region(bucket),
+        "endpoint": settings.bucket_endpoint(bucket),
     }
     try:
         return template.format_map(values)

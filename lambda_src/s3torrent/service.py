@@ -101,6 +101,10 @@ class TorrentService:
         values.update(overrides)
         return Settings.from_mapping(values)
 
+    def is_custom(self, overrides: Mapping[str, Any] | None) -> bool:
+        """True when per-request overrides ask for a torrent other than the settings make."""
+        return bool(overrides) and self.settings_for(overrides) != self.settings
+
     def make_torrent(
         self,
         ref: ObjectRef,

@@ -33,6 +33,9 @@ class BucketScope(BaseModel):
 
     name: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-_]*[a-z0-9]$")
     prefix: str = ""
+    # The AWS region the bucket lives in, when not the deployment's: web seeds must name the
+    # bucket's own regional endpoint (another region's answers a 301 that clients do not follow).
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
     def covers(self, bucket: str, key: str) -> bool:
         """True when s3://bucket/key lies inside this scope."""
@@ -54,7 +57,8 @@ class Settings(BaseModel):
     trackers: tuple[str, ...] = ()  # each URL its own BEP 12 tier, in order
     # BEP 19 web seed templates. Placeholders: {bucket_url} (virtual-hosted on AWS,
     # path-style on endpoint_url), {bucket}, {key}, {folder} (key up to and including its
-    # last '/', URL-quoted; empty at the top level), {region}, {endpoint}. The folder form
+    # last '/', URL-quoted; empty at the top level), {region} and {endpoint} (the bucket's
+    # region and its S3 endpoint). The folder form
     # ending in '/' is the one every client tried resolves for v1, v2 and hybrid (docs/clients.md):
     # clients append the torrent's `name`, the key's last segment (BEP 19).
     web_seeds: tuple[str, ...] = ("{bucket_url}/{folder}",)
@@ -70,6 +74,10 @@ class Settings(BaseModel):
     # Size limits per path: the API hashes inline only below api_inline_max_bytes and queues
     # the rest; the worker refuses objects over max_object_bytes (15 minutes of hashing).
     api_inline_max_bytes: int = Field(default=256 * MiB, ge=0)
+    # The stored `<key>.torrent` is what everyone is served (anonymous users on public
+    # prefixes too), so a caller's own options (POST /torrents) make a torrent returned to
+    # that caller only, unless the operator lets callers replace the stored one.
+    api_callers_may_replace: bool = False
     max_object_bytes: int = Field(default=1024 * GiB, gt=0)
     # Ranged reader: bytes per GET, and connections per object; each connection's thread
     # hashes what it reads, so the window is also the hashing parallelism (see Performance).
@@ -138,7 +146,8 @@ class Settings(BaseModel):
     def to_env(self) -> dict[str, str]:
         """The environment that `from_env` reads back into these same settings."""
         env: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
+        # exclude_none: a bucket scope without a region reads `{"name", "prefix"}`, as before.
+        for name, value in self.model_dump(mode="json", exclude_none=True).items():
             if value is None:
                 continue
             text = json.dumps(value) if isinstance(value, list) else str(value)
@@ -157,15 +166,35 @@ class Settings(BaseModel):
         """True when `?torrent` on this key may be answered without a signature."""
         return any(scope.covers(bucket, key) for scope in self.public_prefixes)
 
+    def bucket_region(self, bucket: str) -> str:
+        """The region a bucket lives in: its scope's `region`, else the deployment's."""
+        for scope in self.buckets:
+            if scope.name == bucket and scope.region:
+                return scope.region
+        return self.region
+
     @property
     def s3_endpoint(self) -> str:
         """The base URL objects are reachable at (web seeds point there)."""
         if self.endpoint_url:
             return self.endpoint_url.rstrip("/")
-        return f"https://s3.{self.region}.amazonaws.com"
+        return f"https://{_s3_host(self.region)}"
+
+    def bucket_endpoint(self, bucket: str) -> str:
+        """The base URL of the endpoint serving this bucket: its own region's on AWS."""
+        if self.endpoint_url:
+            return self.s3_endpoint
+        return f"https://{_s3_host(self.bucket_region(bucket))}"
 
     def bucket_url(self, bucket: str) -> str:
         """The bucket's public base URL: virtual-hosted on AWS where TLS allows, else path-style."""
         if self.endpoint_url or "." in bucket:
-            return f"{self.s3_endpoint}/{bucket}"
-        return f"https://{bucket}.s3.{self.region}.amazonaws.com"
+            # A dotted name would not match the wildcard certificate of a virtual host.
+            return f"{self.bucket_endpoint(bucket)}/{bucket}"
+        return f"https://{bucket}.{_s3_host(self.bucket_region(bucket))}"
+
+
+def _s3_host(region: str) -> str:
+    """S3's regional host name; the China regions live under their own DNS suffix."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"s3.{region}.{suffix}"

@@ -7,14 +7,15 @@ import logging
 import os
 import ssl
 import urllib.request
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 
-from s3torrent.errors import InvalidInput
+from s3torrent.errors import EndpointSecretUnusable
 from s3torrent.s3.direct import HttpConnections
 from s3torrent.s3.objects import S3Objects
 from s3torrent.s3.reader import ReaderConfig
@@ -72,24 +73,69 @@ def s3_client(
     )
 
 
-def endpoint_session(settings: Settings) -> Any:
-    """The boto3 session S3 calls use: the store's own keys when a secret names them."""
-    if not settings.endpoint_credentials_secret:
-        return boto3.session.Session()
-    secrets = boto3.session.Session().client("secretsmanager", region_name=settings.region)
-    raw = secrets.get_secret_value(SecretId=settings.endpoint_credentials_secret)["SecretString"]
+# The secret's JSON, in either spelling: the documented one, or the AWS credential names.
+_KEY_NAMES = (
+    ("access_key_id", "secret_access_key", "session_token"),
+    ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"),
+)
+
+
+def endpoint_session(settings: Settings, session: Any | None = None) -> Any:
+    """The boto3 session S3 calls use: the store's own keys when a secret names them.
+
+    `session` (the function's role) reads the secret; only S3 calls use the keys it holds.
+    EndpointSecretUnusable names the secret and what is wrong with it, never its content.
+    """
+    role = session or boto3.session.Session()
+    secret_id = settings.endpoint_credentials_secret
+    if not secret_id:
+        return role
+    secrets = role.client("secretsmanager", region_name=settings.region)
     try:
-        keys = json.loads(raw)
-        access_key, secret_key = keys["access_key_id"], keys["secret_access_key"]
-    except (ValueError, KeyError, TypeError) as error:
-        # Never echo the secret's content: name the secret and what is missing only.
-        raise InvalidInput(
-            f"secret {settings.endpoint_credentials_secret} must be JSON with access_key_id"
-            " and secret_access_key"
-        ) from error
+        raw = secrets.get_secret_value(SecretId=secret_id).get("SecretString")
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        raise EndpointSecretUnusable(secret_id, _secret_problem(code)) from error
+    access_key, secret_key, token = _store_keys(secret_id, raw)
     return boto3.session.Session(
-        aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=settings.region
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=token,
+        region_name=settings.region,
     )
+
+
+def _secret_problem(code: str) -> str:
+    if code == "ResourceNotFoundException":
+        return "no such secret (ResourceNotFoundException)"
+    if code in ("AccessDeniedException", "AccessDenied"):
+        return f"this function's role may not read it, or not decrypt it ({code})"
+    return f"Secrets Manager refused to return it ({code or 'unknown error'})"
+
+
+def _store_keys(secret_id: str, raw: str | None) -> tuple[str, str, str | None]:
+    """The access key pair (and session token) from the secret's JSON, in either spelling."""
+    try:
+        keys = json.loads(raw) if raw is not None else None
+    except ValueError:
+        keys = None
+    if not isinstance(keys, dict):
+        raise EndpointSecretUnusable(
+            secret_id,
+            'not a JSON object: store {"access_key_id": …, "secret_access_key": …}',
+        )
+    for names in _KEY_NAMES:
+        access_key, secret_key, token = (keys.get(name) for name in names)
+        if _text(access_key) and _text(secret_key):
+            return access_key, secret_key, token if _text(token) else None
+    # Not even the field names it has: a key pair pasted as {"AKIA…": "…"} would leak.
+    raise EndpointSecretUnusable(
+        secret_id, "its JSON needs non-empty strings access_key_id and secret_access_key"
+    )
+
+
+def _text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
 
 
 def direct_connections(settings: Settings, data_client: Any) -> HttpConnections | None:

@@ -131,7 +131,9 @@ def test_big_torrent_redirects_to_a_working_presigned_url(
 def test_post_torrents_queued_then_made_by_the_worker(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "runtime", runtime_for(stack, api_inline_max_bytes=1000))
+    # Options of the caller's own are queued only where callers may replace the stored torrent.
+    queuing = runtime_for(stack, api_inline_max_bytes=1000, api_callers_may_replace=True)
+    monkeypatch.setattr(api, "runtime", queuing)
     event = load_event("apigw_post_torrents.json")
     event["body"] = json.dumps(
         {"bucket": stack.bucket, "key": KEY, "options": {"meta_version": "2", "comment": "later"}}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import logging
@@ -224,6 +225,105 @@ def test_anonymous_calls_are_served_only_under_public_prefixes(
     assert call(template, "private/b.bin") == 403
     assert call(template, "public/../private/b.bin") == 404  # a literal key; it does not exist
     assert call(signed, "private/b.bin") == 200
+
+
+def _from_the_internet(event: dict[str, Any], *, signed: bool) -> dict[str, Any]:
+    """The event as API Gateway passes it, from a public address, with or without IAM."""
+    event = copy.deepcopy(event)
+    identity = event["requestContext"]["identity"]
+    identity["sourceIp"] = "198.51.100.7"
+    for name in ("userArn", "caller", "accessKey", "cognitoIdentityId", "user"):
+        identity[name] = identity.get(name) if signed else None
+    return event
+
+
+@pytest.mark.integration
+def test_every_route_checks_the_caller_not_only_api_gateway(
+    local_api: Any, s3_client: Any, bucket: str
+) -> None:
+    """Were a method left open at API Gateway (a console edit, a bad deploy), the handler
+    itself still serves anonymous callers nothing but reads under the public prefixes."""
+    s3_client.put_object(Bucket=bucket, Key="public/a.bin", Body=b"for everyone" * 100)
+    s3_client.put_object(Bucket=bucket, Key="private/b.bin", Body=b"for IAM callers" * 100)
+    local_api(buckets=[{"name": bucket}], public_prefixes=[{"name": bucket, "prefix": "public/"}])
+
+    def call(name: str, *, signed: bool, path: str | None = None, body: Any = None) -> int:
+        event = _from_the_internet(load(name), signed=signed)
+        if path is not None:
+            event["path"] = path
+        if body is not None:
+            event["body"], event["isBase64Encoded"] = json.dumps(body), False
+        response = api_module.lambda_handler(event, FakeLambdaContext("s3torrent-api", 29))
+        return int(response["statusCode"])
+
+    public = {"bucket": bucket, "key": "public/a.bin"}
+    post = "apigw_post_torrents.json"
+    assert call(post, signed=False, body=public) == 403  # not even on a public prefix
+    assert torrent_keys(s3_client, bucket) == []
+    assert call(post, signed=True, body=public) == 201
+    status = "apigw_get_torrent_status.json"
+    assert call(status, signed=False, path=f"/torrents/{bucket}/public/a.bin") == 200
+    assert call(status, signed=False, path=f"/torrents/{bucket}/private/b.bin") == 403
+    backfill = {"bucket": bucket, "prefix": "public/"}
+    assert call("apigw_post_backfills.json", signed=False, body=backfill) == 403
+    assert call("apigw_get_backfill.json", signed=False) == 403  # before any lookup
+    assert call("apigw_get_backfill.json", signed=True) == 404
+    assert call("apigw_post_backfills.json", signed=True, body=backfill) == 202
+
+
+@pytest.mark.integration
+def test_callers_cannot_rewrite_the_torrent_everyone_is_served(
+    local_api: Any, s3_client: Any, bucket: str
+) -> None:
+    """A signed caller's own trackers, web seeds or comment come back to that caller; the
+    stored `<key>.torrent`, which anonymous users on public prefixes get, keeps the
+    deployment's. Unless the operator lets callers replace it."""
+    s3_client.put_object(Bucket=bucket, Key="public/a.bin", Body=b"for everyone" * 1000)
+    api = local_api(
+        buckets=[{"name": bucket}],
+        public_prefixes=[{"name": bucket, "prefix": "public/"}],
+        trackers=["udp://tracker.example.org:1337/announce"],
+    )
+    made = api.post_json("/prod/torrents", {"bucket": bucket, "key": "public/a.bin"})
+    assert made[0] == 201, made
+    stored = s3_client.get_object(Bucket=bucket, Key="public/a.bin.torrent")["Body"].read()
+
+    hostile = {
+        "trackers": ["udp://tracker.attacker.example:6969/announce"],
+        "web_seeds": ["https://attacker.example/{key}"],
+        "comment": "download the codec from attacker.example",
+        "private": True,
+    }
+    for options in (hostile, {"comment": "x"}, {"trackers": []}, {"web_seeds": []}):
+        status, body = api.post_json(
+            "/prod/torrents", {"bucket": bucket, "key": "public/a.bin", "options": options}
+        )
+        assert status == 200 and body["status"] == "custom", body
+        after = s3_client.get_object(Bucket=bucket, Key="public/a.bin.torrent")["Body"].read()
+        assert after == stored, options
+    anonymous = load("apigw_get_object_torrent_anonymous.json")
+    anonymous["path"] = f"/{bucket}/public/a.bin"
+    served = api_module.lambda_handler(anonymous, FakeLambdaContext("s3torrent-api", 29))
+    assert served["statusCode"] == 200
+    assert b"attacker" not in base64_body(served)
+
+    # Allowed by the settings: the caller's options become the stored torrent.
+    replacing = local_api(
+        buckets=[{"name": bucket}],
+        public_prefixes=[{"name": bucket, "prefix": "public/"}],
+        api_callers_may_replace=True,
+    )
+    status, body = replacing.post_json(
+        "/prod/torrents", {"bucket": bucket, "key": "public/a.bin", "options": {"comment": "ok"}}
+    )
+    assert status == 201, body
+    after = s3_client.get_object(Bucket=bucket, Key="public/a.bin.torrent")["Body"].read()
+    assert read_torrent(after).comment == "ok"
+
+
+def base64_body(response: dict[str, Any]) -> bytes:
+    body = response["body"]
+    return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
 
 
 # --- logs -----------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """What the handlers share: the settings (read once) and the clients built from them, lazily.
 
 Each handler module holds one `Runtime` at module level, so a warm Lambda reuses its
-clients; tests swap it for one built from their own settings.
+clients; tests swap it for one built from their own settings. Two sessions: the role's
+(SQS, DynamoDB, Secrets Manager) and the store's (S3 only), which differ when a store outside
+AWS is reached with keys from a Secrets Manager secret.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from s3torrent.job_queue import JobQueue
 from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
-from s3torrent.wiring import build_objects
+from s3torrent.wiring import build_objects, endpoint_session
 from s3torrent.worker import Worker
 
 
@@ -27,11 +29,16 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, session: Any | None = None) -> None:
         self.settings = settings
+        # The function's role: SQS, DynamoDB, and the secret holding the store's keys.
         self.session = session or boto3.session.Session()
+        # Read now, not on first use: the handlers build their Runtime at import, so a
+        # missing, unreadable or malformed secret fails the Lambda's init with its name
+        # (EndpointSecretUnusable) rather than every request with AWS's own complaint.
+        self.store_session = endpoint_session(settings, self.session)
 
     @cached_property
     def objects(self) -> S3Objects:
-        return build_objects(self.settings, session=self.session)
+        return build_objects(self.settings, session=self.store_session)
 
     @cached_property
     def service(self) -> TorrentService:

@@ -24,10 +24,10 @@ from s3torrent import job_queue
 from s3torrent.backfill.progress import QUEUED_JOB_PREFIX
 from s3torrent.errors import TransientServiceError
 from s3torrent.handlers import api
-from s3torrent.handlers.api import s3_compatible
+from s3torrent.handlers.api import outcomes, s3_compatible
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.messages import JobMessage
-from s3torrent.settings import Settings
+from s3torrent.settings import BucketScope, Settings
 from s3torrent.torrent import read_torrent
 from tests.support.handlers import (
     SESSION,
@@ -291,7 +291,8 @@ def test_object_over_inline_limit_is_queued_and_answered_503(
     resources = type("R", (), {})()
     resources.queue_url, resources.backfill_queue_url = stack.queue_url, stack.backfill_queue_url
     resources.table = stack.runtime.settings.backfill_table
-    settings = make_settings(resources, api_inline_max_bytes=10)
+    # Callers may replace the stored torrent here, so their own options may be queued too.
+    settings = make_settings(resources, api_inline_max_bytes=10, api_callers_may_replace=True)
     monkeypatch.setattr(api, "runtime", Runtime(settings, session=SESSION))
     response = call(load_event("apigw_get_object_torrent.json"))
     assert xml_error(response) == (503, "ServiceUnavailable")
@@ -321,7 +322,8 @@ def test_polling_a_large_object_queues_one_job_per_version_and_options(
     resources = type("R", (), {})()
     resources.queue_url, resources.backfill_queue_url = stack.queue_url, stack.backfill_queue_url
     resources.table = stack.runtime.settings.backfill_table
-    runtime = Runtime(make_settings(resources, api_inline_max_bytes=10), session=SESSION)
+    settings = make_settings(resources, api_inline_max_bytes=10, api_callers_may_replace=True)
+    runtime = Runtime(settings, session=SESSION)
     monkeypatch.setattr(api, "runtime", runtime)
 
     def queued_after(event_file: str, times: int) -> list[dict[str, Any]]:
@@ -369,7 +371,17 @@ def test_a_job_that_could_not_be_sent_is_not_held(stack: Stack) -> None:
 # --- POST /torrents, GET /torrents/{bucket}/{key+} -------------------------------------------
 
 
-def test_post_torrents_creates_then_reports_fresh(stack: Stack) -> None:
+def runtime_with(stack: Stack, **values: Any) -> Runtime:
+    """The stack's runtime with some settings changed."""
+    settings = stack.runtime.settings.model_copy(update=values)
+    return Runtime(settings, session=SESSION)
+
+
+def test_post_torrents_creates_then_reports_fresh(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fixture asks for trackers and a comment of its own: stored only where allowed.
+    monkeypatch.setattr(api, "runtime", runtime_with(stack, api_callers_may_replace=True))
     created = call(load_event("apigw_post_torrents.json"))
     assert created["statusCode"] == 201
     body = json.loads(api_body(created))
@@ -393,6 +405,138 @@ def test_post_torrents_creates_then_reports_fresh(stack: Stack) -> None:
     stack.s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"new content")
     stale = json.loads(api_body(call(load_event("apigw_get_torrent_status.json"))))
     assert stale["status"] == "stale"
+
+
+def test_post_torrents_with_own_options_never_replaces_the_stored_torrent(stack: Stack) -> None:
+    """Anonymous users on public prefixes are served the stored `<key>.torrent`: a caller's
+    own trackers, web seeds or comment must not become what everyone else downloads."""
+    made = post({"bucket": BUCKET, "key": KEY})  # the deployment's options: stored
+    assert made["statusCode"] == 201
+    stored = stack.s3.get_object(Bucket=BUCKET, Key=KEY + ".torrent")["Body"].read()
+
+    own = {
+        "trackers": ["udp://evil.example:6969/announce"],
+        "web_seeds": ["https://mirror.example/{key}"],
+        "comment": "mine",
+    }
+    for options in (own, {"comment": "mine"}, {"meta_version": "2"}, {"piece_length": 32768}):
+        response = post({"bucket": BUCKET, "key": KEY, "options": options})
+        assert response["statusCode"] == 200, api_body(response)
+        body = json.loads(api_body(response))
+        assert body["status"] == "custom" and body["torrent_key"] is None
+        assert header(response, "Location") is None  # nothing is stored where it would point
+        torrent = read_torrent(base64.b64decode(body["torrent"]))
+        assert torrent.info_hash_v1 == body["info_hash_v1"]
+        assert torrent.info_hash_v2 == body["info_hash_v2"]
+        assert body["torrent_bytes"] == len(torrent.data) and body["size"] == len(BODY)
+        assert torrent.comment == options.get("comment")
+        again = stack.s3.get_object(Bucket=BUCKET, Key=KEY + ".torrent")["Body"].read()
+        assert again == stored
+    made = read_torrent(
+        base64.b64decode(
+            json.loads(api_body(post({"bucket": BUCKET, "key": KEY, "options": own})))["torrent"]
+        )
+    )
+    assert made.trackers == (("udp://evil.example:6969/announce",),)
+    assert made.web_seeds == ("https://mirror.example/reports/Q1%202024%20summary.pdf",)
+
+    # Options that are the deployment's own change nothing: the stored torrent, as it is.
+    same = post({"bucket": BUCKET, "key": KEY, "options": {"meta_version": "hybrid"}})
+    assert same["statusCode"] == 200 and json.loads(api_body(same))["status"] == "fresh"
+
+
+def test_post_torrents_with_own_options_and_no_stored_torrent_stores_nothing(
+    stack: Stack,
+) -> None:
+    response = post({"bucket": BUCKET, "key": KEY, "options": {"comment": "mine"}})
+    assert json.loads(api_body(response))["status"] == "custom"
+    listed = stack.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert [item["Key"] for item in listed] == [KEY]
+
+
+def test_own_options_over_the_inline_size_are_refused_not_queued(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "runtime", runtime_with(stack, api_inline_max_bytes=10))
+    response = post({"bucket": BUCKET, "key": KEY, "options": {"comment": "mine"}})
+    assert json_error(response) == (400, "InvalidRequest")
+    message = json.loads(api_body(response))["error"]["message"]
+    assert "inline size (10 bytes)" in message and "without options" in message
+    assert drain(stack.sqs, stack.queue_url) == []  # a job would write the stored torrent
+    # Without options of its own, the deployment's torrent is queued as before.
+    assert post({"bucket": BUCKET, "key": KEY})["statusCode"] == 202
+    assert len(drain(stack.sqs, stack.queue_url)) == 1
+
+
+def test_a_custom_torrent_too_big_for_a_response_is_refused(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outcomes, "MAX_CUSTOM_TORRENT_BYTES", 100)
+    response = post({"bucket": BUCKET, "key": KEY, "options": {"comment": "mine"}})
+    assert json_error(response) == (400, "InvalidRequest")
+    assert "over the 100 a response carries" in api_body(response).decode()
+
+
+def test_callers_may_replace_the_stored_torrent_when_the_settings_say_so(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "runtime", runtime_with(stack, api_callers_may_replace=True))
+    response = post({"bucket": BUCKET, "key": KEY, "options": {"comment": "mine"}})
+    assert response["statusCode"] == 201
+    assert json.loads(api_body(response))["torrent"] is None
+    stored = stack.s3.get_object(Bucket=BUCKET, Key=KEY + ".torrent")["Body"].read()
+    assert read_torrent(stored).comment == "mine"
+
+
+def anonymous(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as API Gateway would pass it without a signature (a route left open)."""
+    event = copy.deepcopy(event)
+    identity = event["requestContext"]["identity"]
+    for name in ("userArn", "caller", "accessKey", "cognitoIdentityId", "user"):
+        identity[name] = None
+    return event
+
+
+def test_every_route_checks_the_caller_itself(stack: Stack) -> None:
+    """Defence in depth: were API Gateway to let an unsigned call through, the handler still
+    serves anonymous callers only `?torrent` and status on public prefixes, and never makes
+    a torrent or starts or reads a backfill for them."""
+    stack.s3.put_object(Bucket=BUCKET, Key="public/open.bin", Body=BODY)
+    posted = load_event("apigw_post_torrents.json")
+    posted["body"] = json.dumps({"bucket": BUCKET, "key": "public/open.bin"})
+    assert json_error(call(anonymous(posted))) == (403, "AccessDenied")
+    assert not stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="public/open.bin.")["KeyCount"]
+    assert call(posted)["statusCode"] == 201  # signed: made
+
+    status = load_event("apigw_get_torrent_status.json")
+    status["path"] = f"/torrents/{BUCKET}/public/open.bin"
+    assert call(anonymous(status))["statusCode"] == 200  # public prefix: readable
+    status["path"] = f"/torrents/{BUCKET}/{quote(KEY)}"
+    assert json_error(call(anonymous(status))) == (403, "AccessDenied")
+    status["path"] = "/torrents/not-allowed-bucket/public/open.bin"
+    assert json_error(call(status)) == (403, "AccessDenied")  # signed, outside the allowlist
+
+    backfill = load_event("apigw_post_backfills.json")
+    assert json_error(call(anonymous(backfill))) == (403, "AccessDenied")
+    assert drain(stack.sqs, stack.backfill_queue_url) == []
+    started = json.loads(api_body(call(backfill)))
+    follow = load_event("apigw_get_backfill.json")
+    follow["path"] = started["location"]
+    assert json_error(call(anonymous(follow))) == (403, "AccessDenied")
+    unknown = anonymous(load_event("apigw_get_backfill.json"))  # no hint whether it exists
+    assert json_error(call(unknown)) == (403, "AccessDenied")
+    assert call(follow)["statusCode"] == 200
+
+
+def test_a_backfill_outside_the_allowlist_is_not_shown(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = json.loads(api_body(call(load_event("apigw_post_backfills.json"))))
+    follow = load_event("apigw_get_backfill.json")
+    follow["path"] = started["location"]
+    narrowed = runtime_with(stack, buckets=(BucketScope(name="torrents"),))
+    monkeypatch.setattr(api, "runtime", narrowed)
+    assert json_error(call(follow)) == (403, "AccessDenied")
 
 
 def post(body: Any, content_type: str | None = "application/json") -> dict[str, Any]:

@@ -10,12 +10,14 @@ from aws_lambda_powertools.event_handler import Response
 
 from s3torrent.backfill import scoped_prefix
 from s3torrent.errors import BackfillNotFound, BucketNotAllowed
+from s3torrent.handlers.api.caller import check_allowed, check_signed
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
 from s3torrent.handlers.api.resolver import new_router, request_runtime
 from s3torrent.handlers.api.responses import json_response
 from s3torrent.handlers.api.s3_compatible import asks_for_torrent, get_object_torrent
 from s3torrent.handlers.api.schemas import BackfillAccepted, BackfillRequest, BackfillStatus
+from s3torrent.model import ObjectRef
 
 router = new_router()
 
@@ -33,6 +35,7 @@ router = new_router()
 )
 def start_backfill(request: BackfillRequest) -> Response[Any]:
     runtime = request_runtime(router)
+    check_signed(router.current_event, "POST /backfills")
     # The allowlist decides the scope: a request wider than it walks the allowed prefix.
     prefix = scoped_prefix(runtime.settings, request.bucket, request.prefix)
     if prefix is None:
@@ -60,9 +63,14 @@ def start_backfill(request: BackfillRequest) -> Response[Any]:
 def get_backfill(backfill_id: str) -> Response[Any]:
     if asks_for_torrent():  # GetObjectTorrent on a bucket named "backfills"
         return get_object_torrent("backfills", backfill_id)
-    progress = request_runtime(router).progress.get(unquote(backfill_id))
+    # Anonymous callers are refused before the lookup: they learn nothing, not even an id.
+    check_signed(router.current_event, "GET /backfills")
+    runtime = request_runtime(router)
+    progress = runtime.progress.get(unquote(backfill_id))
     if progress is None:
         raise BackfillNotFound(unquote(backfill_id))
+    # A backfill started before the allowlist was narrowed stays out of sight with its bucket.
+    check_allowed(runtime.settings, ObjectRef(progress.bucket, progress.prefix))
     body = BackfillStatus(
         id=progress.backfill_id,
         bucket=progress.bucket,

@@ -1,7 +1,8 @@
 """Who may ask about what: the bucket allowlist, and anonymous callers on public prefixes only.
 
 API Gateway's IAM authorizer has already checked a signed caller's own permissions; these
-checks are the deployment's, on top of them.
+checks are the deployment's, on top of them, and every route makes them: a route that API
+Gateway was (mis)configured to leave open still serves no one it should not.
 """
 
 from __future__ import annotations
@@ -22,14 +23,25 @@ def check_allowed(settings: Settings, ref: ObjectRef) -> None:
         raise BucketNotAllowed(ref.bucket, ref.key)
 
 
-def check_caller(event: APIGatewayProxyEvent, settings: Settings, ref: ObjectRef) -> None:
-    """Signed callers pass (IAM already checked them); anonymous ones only on public prefixes."""
+def is_signed(event: APIGatewayProxyEvent) -> bool:
+    """True for a caller IAM authenticated, or one on loopback (the local stack)."""
     context = event.raw_event.get("requestContext") or {}
     identity = context.get("identity") or {}
     if any(identity.get(name) for name in _SIGNED):
-        return
-    if identity.get("sourceIp") in LOOPBACK:  # the local stack (never API Gateway)
-        return
-    if settings.is_public(ref.bucket, ref.key):
+        return True
+    return identity.get("sourceIp") in LOOPBACK  # the local stack (never API Gateway)
+
+
+def check_caller(event: APIGatewayProxyEvent, settings: Settings, ref: ObjectRef) -> None:
+    """Reading a torrent: signed callers pass (IAM checked them), anonymous ones only on
+    public prefixes; and only inside the allowlist, whoever asks."""
+    check_allowed(settings, ref)
+    if is_signed(event) or settings.is_public(ref.bucket, ref.key):
         return
     raise AccessDenied(f"{ref.uri}: anonymous requests are served only under the public prefixes")
+
+
+def check_signed(event: APIGatewayProxyEvent, action: str) -> None:
+    """Making torrents and backfills costs reads and writes: signed callers only."""
+    if not is_signed(event):
+        raise AccessDenied(f"{action}: anonymous requests may only read torrents")

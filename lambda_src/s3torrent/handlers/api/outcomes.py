@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from s3torrent.errors import BucketNotAllowed, ObjectChanged, UnsupportedObject
+from s3torrent.errors import (
+    BucketNotAllowed,
+    CustomTorrentNotInline,
+    ObjectChanged,
+    UnsupportedObject,
+)
+from s3torrent.handlers.api.schemas import TorrentInfo
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.job_queue import queue_requested_job
 from s3torrent.messages import JobMessage
 from s3torrent.model import Outcome, SkipReason, TorrentResult
+
+# A synchronous Lambda response is at most 6 MB and base64 adds a third: a torrent made for
+# one caller (never stored, so no presigned redirect) must fit in the JSON answer.
+MAX_CUSTOM_TORRENT_BYTES = 4 * 1024 * 1024
 
 
 def needs_worker(result: TorrentResult) -> bool:
@@ -46,3 +56,15 @@ def require_torrent(result: TorrentResult) -> TorrentResult:
     if result.outcome is Outcome.CHANGED:
         raise ObjectChanged(f"{result.ref.uri} changed while it was read: retry")
     return result
+
+
+def custom_torrent(result: TorrentResult) -> TorrentInfo:
+    """The answer carrying a torrent made with a caller's own options (never stored)."""
+    size = len(result.torrent_bytes or b"")
+    if size > MAX_CUSTOM_TORRENT_BYTES:
+        raise CustomTorrentNotInline(
+            result.ref.bucket,
+            result.ref.key,
+            f"its torrent is {size} bytes, over the {MAX_CUSTOM_TORRENT_BYTES} a response carries",
+        )
+    return TorrentInfo.from_custom(result)

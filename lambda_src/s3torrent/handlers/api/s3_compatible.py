@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from s3torrent.errors import InvalidInput, TorrentPending
-from s3torrent.handlers.api.caller import check_allowed, check_caller
+from s3torrent.handlers.api.caller import check_caller
 from s3torrent.handlers.api.errors import answer_errors_as_s3, refuse_other_methods
 from s3torrent.handlers.api.openapi import XML_CONTENT
 from s3torrent.handlers.api.outcomes import needs_worker, queue_torrent, require_torrent
@@ -95,9 +95,7 @@ def _s3_ref(
         request_payer=(payer or "").lower() == "requester",
         expected_bucket_owner=owner,
     )
-    settings = request_runtime(router).settings
-    check_allowed(settings, ref)
-    check_caller(router.current_event, settings, ref)
+    check_caller(router.current_event, request_runtime(router).settings, ref)
     return ref
 
 

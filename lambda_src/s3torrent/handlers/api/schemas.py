@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from s3torrent.model import MAX_KEY_BYTES, TorrentResult
 from s3torrent.settings import MetaVersionSetting
-from s3torrent.torrent import InvalidPieceLength, validate_piece_length
+from s3torrent.torrent import InvalidPieceLength, read_torrent, validate_piece_length
 
 MAX_URLS = 32
 # Stated in the OpenAPI document too, so a client (or a fuzzer) knows a valid request from
@@ -93,12 +94,13 @@ class CreateTorrentRequest(_Strict):
 class TorrentInfo(BaseModel):
     """A torrent next to an object: what it describes and how to fetch it."""
 
-    status: Literal["created", "fresh", "stale"] = Field(
-        description="created now; fresh (built from the object's current ETag); stale"
+    status: Literal["created", "fresh", "stale", "custom"] = Field(
+        description="created now; fresh (built from the object's current ETag); stale;"
+        " custom (made with the request's own options, returned in `torrent`, not stored)"
     )
     bucket: str
     key: str
-    torrent_key: str
+    torrent_key: str | None = Field(description="where it is stored; null when not stored")
     size: int | None = None
     piece_length: int | None = None
     meta_version: str | None = None
@@ -109,6 +111,9 @@ class TorrentInfo(BaseModel):
     source_etag: str | None = None
     source_version_id: str | None = None
     torrent_bytes: int | None = Field(default=None, description="size of the .torrent file")
+    torrent: str | None = Field(
+        default=None, description="status custom only: the torrent itself, base64"
+    )
 
     @classmethod
     def from_result(cls, result: TorrentResult, status: str) -> TorrentInfo:
@@ -131,6 +136,28 @@ class TorrentInfo(BaseModel):
                 "source_version_id": record.source_version_id if record else None,
                 "torrent_bytes": len(result.torrent_bytes) if result.torrent_bytes else None,
             }
+        )
+
+    @classmethod
+    def from_custom(cls, result: TorrentResult) -> TorrentInfo:
+        """The JSON view of a torrent made for one caller: described from its own bytes."""
+        data = result.torrent_bytes or b""
+        torrent = read_torrent(data)
+        return cls(
+            status="custom",
+            bucket=result.ref.bucket,
+            key=result.ref.key,
+            torrent_key=None,
+            size=torrent.length,
+            piece_length=torrent.piece_length,
+            meta_version=torrent.meta_version.value,
+            info_hash_v1=torrent.info_hash_v1,
+            info_hash_v2=torrent.info_hash_v2,
+            magnet=result.magnet,
+            source=result.source,
+            source_version_id=result.ref.version_id,
+            torrent_bytes=len(data),
+            torrent=base64.b64encode(data).decode("ascii"),
         )
 
 

@@ -8,10 +8,16 @@ from urllib.parse import quote, unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from s3torrent.handlers.api.caller import check_allowed
+from s3torrent.errors import CustomTorrentNotInline
+from s3torrent.handlers.api.caller import check_allowed, check_caller, check_signed
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
-from s3torrent.handlers.api.outcomes import needs_worker, queue_torrent, require_torrent
+from s3torrent.handlers.api.outcomes import (
+    custom_torrent,
+    needs_worker,
+    queue_torrent,
+    require_torrent,
+)
 from s3torrent.handlers.api.resolver import new_router, request_runtime
 from s3torrent.handlers.api.responses import json_response
 from s3torrent.handlers.api.s3_compatible import asks_for_torrent, get_object_torrent
@@ -45,14 +51,24 @@ router = new_router()
 def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
     runtime = request_runtime(router)
     ref = ObjectRef(request.bucket, request.key, request.version_id)
+    check_signed(router.current_event, "POST /torrents")
     check_allowed(runtime.settings, ref)
     overrides = request.options.overrides() if request.options else None
+    # The stored `<key>.torrent` is everyone's (anonymous users on public prefixes too): a
+    # caller's own options make a torrent for that caller alone, unless the settings say not.
+    stores = runtime.settings.api_callers_may_replace or not runtime.service.is_custom(overrides)
     result = runtime.service.make_torrent(
-        ref, overrides=overrides, max_bytes=runtime.settings.api_inline_max_bytes
+        ref, overrides=overrides, max_bytes=runtime.settings.api_inline_max_bytes, write=stores
     )
     record_result(result)
     location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
     if needs_worker(result):
+        if not stores:  # a job could only write the stored torrent: refuse rather than queue
+            raise CustomTorrentNotInline(
+                ref.bucket,
+                ref.key,
+                f"over the API's inline size ({runtime.settings.api_inline_max_bytes} bytes)",
+            )
         queue_torrent(
             runtime,
             result,
@@ -63,7 +79,9 @@ def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
         )
         body = Queued(location=location, bucket=ref.bucket, key=ref.key)
         return json_response(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
-    created = require_torrent(result).outcome is Outcome.CREATED
+    if require_torrent(result).record is None:  # made for this caller, stored nowhere
+        return json_response(HTTPStatus.OK, custom_torrent(result).model_dump())
+    created = result.outcome is Outcome.CREATED
     info = TorrentInfo.from_result(result, "created" if created else "fresh")
     status = HTTPStatus.CREATED if created else HTTPStatus.OK
     return json_response(status, info.model_dump(), Location=location)
@@ -86,7 +104,7 @@ def describe_torrent(bucket: str, key: str) -> Response[Any]:
         return get_object_torrent("torrents", f"{bucket}/{key}")
     runtime = request_runtime(router)
     ref = ObjectRef(unquote(bucket), unquote(key))
-    check_allowed(runtime.settings, ref)
+    check_caller(router.current_event, runtime.settings, ref)
     result = runtime.service.describe(ref)
     status = "fresh" if result.outcome is Outcome.FRESH else "stale"
     return json_response(HTTPStatus.OK, TorrentInfo.from_result(result, status).model_dump())
