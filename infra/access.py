@@ -95,7 +95,8 @@ class S3Grants:
         S3 only says NoSuchKey to a caller allowed to list the bucket; without it a deleted
         source looks like AccessDenied, and the worker could not tell "gone" (delete the
         torrent) from "forbidden". The code never calls ListObjects from this role. No s3:prefix
-        condition: the implicit list check S3 makes for a GET/HEAD carries no prefix.
+        condition: the implicit list check S3 makes for a GET/HEAD carries no prefix, so a
+        prefix-scoped grant would turn every missing key back into 403 (docs/deploy.md).
         """
         if not self.scopes:
             return
@@ -111,6 +112,9 @@ class S3Grants:
 
     def list_prefixes(self, fn: TorrentFunction) -> None:
         """ListBucket restricted by `s3:prefix` to the configured prefixes (the backfill walk)."""
+        self._list(fn, sid="ListScope")
+
+    def _list(self, fn: TorrentFunction, *, sid: str) -> None:
         for index, scope in enumerate(self.scopes):
             conditions = None
             if "" not in scope.prefixes:  # a whole-bucket scope lists the whole bucket
@@ -119,7 +123,7 @@ class S3Grants:
                 fn,
                 fn.role,
                 iam.PolicyStatement(
-                    sid=f"ListScope{index}",
+                    sid=f"{sid}{index}",
                     actions=["s3:ListBucket"],
                     resources=[scope.bucket.bucket_arn],
                     conditions=conditions,

@@ -73,6 +73,9 @@ class TorrentApi(Construct):
         self.rest_api = apigw.RestApi(
             self,
             "Api",
+            # Named after the stack: the 5XX alarm and the dashboard select API Gateway metrics
+            # by ApiName, so two stacks' APIs (or any other API called "Api") never mix.
+            rest_api_name=f"{cdk.Stack.of(self).stack_name}-api",
             description="s3torrent: GetObjectTorrent, torrents, backfills (IAM auth)",
             endpoint_configuration=apigw.EndpointConfiguration(types=[apigw.EndpointType.REGIONAL]),
             binary_media_types=list(config.api_binary_media_types),
@@ -92,6 +95,19 @@ class TorrentApi(Construct):
         )
         # The stack exports the URL as `ApiUrl`; drop RestApi's own auto-named duplicate output.
         self.rest_api.node.try_remove_child("Endpoint")
+        # API Gateway writes execution logs to this group and creates it itself, without
+        # retention, if it does not exist when the stage first logs: create it first, with the
+        # configured retention, and make the stage wait for it.
+        self.execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=(
+                f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{config.api_stage_name}"
+            ),
+            retention=retention(config.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.rest_api.deployment_stage.node.add_dependency(self.execution_logs)
         # Required path parameters are checked at the gateway; bodies are validated by the
         # handler (Powertools + pydantic), the one schema, which also sees them decoded (with
         # `*/*` binary media types API Gateway hands bodies over base64-encoded).
@@ -191,6 +207,13 @@ class TorrentApi(Construct):
                 "adds cost that an IAM-only API for an account's own principals rarely needs.",
             )
         if config.api_account_cloudwatch_role:
+            cdk.Annotations.of(self).add_warning_v2(
+                "s3torrent:apiAccountCloudWatchRole",
+                "This stack sets API Gateway's account-wide CloudWatch Logs role "
+                "(AWS::ApiGateway::Account) for the whole region: it REPLACES any role the account "
+                "already uses, for every API there. If the account has one, deploy with "
+                "api_account_cloudwatch_role=false (docs/deploy.md).",
+            )
             nag.acknowledge(
                 self.rest_api,
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

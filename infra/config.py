@@ -38,6 +38,7 @@ FLAT_KEYS = (
     "create_bucket",
     "endpoint_url",
     "backfill_schedule",
+    "web_seed_origin",
     "alarm_email",
     "api_auth",
     "stack_name",
@@ -65,6 +66,9 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-)?[0-
 _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
 )
+DEFAULT_BACKFILL_SCHEDULE = "rate(1 day)"
+SCHEDULE_OFF = "off"
+WEB_SEED_ORIGINS = ("cloudfront", "bucket", "none")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -103,8 +107,16 @@ class DeploySettings(BaseModel):
     # API Gateway's account-wide role for pushing logs; false if the account already has one.
     api_account_cloudwatch_role: bool = True
 
-    # EventBridge expression that starts a backfill of every configured bucket/prefix.
-    backfill_schedule: str | None = None
+    # EventBridge expression that starts a backfill of every configured bucket/prefix; daily
+    # unless switched off with "off" (or JSON null), so objects whose event was lost still get
+    # their torrent within a day.
+    backfill_schedule: str | None = DEFAULT_BACKFILL_SCHEDULE
+
+    # Where the torrents' BEP 19 web seed points (unset: see `web_seed_origin_for`):
+    # "cloudfront" (a distribution with origin access control in front of the bucket),
+    # "bucket" (the bucket's own URL: its objects must be public), "none" (no web seed), or a
+    # URL template of your own CDN or mirror (the runtime web_seeds placeholders).
+    web_seed_origin: str | None = None
 
     # Function sizes. Lambda gives CPU in proportion to memory: 1769 MB is one vCPU.
     api_memory_mb: int = Field(default=1769, ge=128, le=10240)
@@ -151,9 +163,23 @@ class DeploySettings(BaseModel):
     @field_validator("backfill_schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
-        if value is not None and not _SCHEDULE.match(value):
+        if value is None or value.strip().lower() == SCHEDULE_OFF:
+            return None  # the documented way to switch the daily backfill off
+        if not _SCHEDULE.match(value):
             raise ValueError(
                 f"not an EventBridge rate(...) or 6-field cron(...) expression: {value!r}"
+            )
+        return value
+
+    @field_validator("web_seed_origin")
+    @classmethod
+    def _web_seed_origin(cls, value: str | None) -> str | None:
+        if value is None or value in WEB_SEED_ORIGINS:
+            return value
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"web_seed_origin must be one of {', '.join(WEB_SEED_ORIGINS)} or an http(s) URL "
+                f"template: {value!r}"
             )
         return value
 
@@ -200,6 +226,7 @@ class DeploySettings(BaseModel):
                 "configured source scope: S3 Batch Operations could then overwrite source objects; "
                 "choose another batch_manifest_bucket or batch_report_prefix"
             )
+        self._check_web_seeds()
         for scope in self.settings.public_prefixes:
             if not self.settings.allows(scope.name, scope.prefix):
                 raise ValueError(
@@ -207,6 +234,26 @@ class DeploySettings(BaseModel):
                     "bucket scope (public prefixes narrow the allowlist, never widen it)"
                 )
         return self
+
+    def _check_web_seeds(self) -> None:
+        """One way to say where web seeds point, and a CloudFront origin the stack can build."""
+        if self.web_seed_origin is not None and "web_seeds" in self.settings.model_fields_set:
+            raise ValueError(
+                "set web_seed_origin or web_seeds, not both (web_seed_origin writes web_seeds)"
+            )
+        if self.web_seed_origin is not None and self.settings.endpoint_url:
+            raise ValueError(
+                f"web_seed_origin applies to AWS S3 buckets; with endpoint_url "
+                f"{self.settings.endpoint_url} set web_seeds to the store's public URL template"
+            )
+        fronted = self.cloudfront_buckets()
+        if len(fronted) > 1:
+            raise ValueError(
+                "web_seed_origin 'cloudfront' fronts one bucket per stack (the web seed URL has "
+                f"no bucket in its path), but it would front {len(fronted)}: "
+                f"{', '.join(fronted)}; deploy one stack per bucket, or use 'bucket' or a URL "
+                "template for the others"
+            )
 
     def _check_endpoint(self) -> None:
         """An S3-compatible store: none of the AWS-S3-only features apply, credentials do."""
@@ -242,6 +289,32 @@ class DeploySettings(BaseModel):
     def public_route(self) -> bool:
         """True when the S3-compatible route answers anonymous `?torrent` (public prefixes set)."""
         return bool(self.settings.public_prefixes)
+
+    def web_seed_origin_for(self, *, created: bool) -> str:
+        """Where web seeds point for the created bucket or for the configured (existing) ones.
+
+        Unset: CloudFront for the bucket the stack creates (it blocks public access, so its own
+        URL answers 403), the bucket URL for existing buckets (the web_seeds default of old).
+        """
+        if self.web_seed_origin is not None:
+            return self.web_seed_origin
+        return "cloudfront" if created else "bucket"
+
+    @property
+    def manages_web_seeds(self) -> bool:
+        """False when context sets `web_seeds` itself (or an endpoint serves the buckets)."""
+        return self.on_aws_s3 and "web_seeds" not in self.settings.model_fields_set
+
+    def cloudfront_buckets(self) -> list[str]:
+        """Names (or "<created>") of the buckets the stack puts behind its distribution."""
+        if not self.manages_web_seeds:
+            return []
+        fronted = []
+        if self.creates_bucket and self.web_seed_origin_for(created=True) == "cloudfront":
+            fronted.append("<the bucket this stack creates>")
+        if self.web_seed_origin_for(created=False) == "cloudfront":
+            fronted.extend(self.scopes_by_bucket())
+        return fronted
 
     def scopes_by_bucket(self) -> dict[str, tuple[str, ...]]:
         """Each configured bucket with its minimal prefix set (a prefix inside another is dropped).

@@ -22,7 +22,20 @@ from s3torrent import observability
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
+# Who publishes the public Powertools for AWS Lambda (Python) v3 layer, by partition. The
+# commercial regions share one account; China publishes from its own (Powertools' docs list
+# arn:aws-cn:lambda:cn-north-1:498634801083:layer:AWSLambdaPowertoolsPythonV3-...), and only in
+# cn-north-1 as far as those docs say. Elsewhere (GovCloud, cn-northwest-1, ...) the stack
+# refuses at synth when it knows the region, and otherwise fails the deploy with the reason.
 POWERTOOLS_ACCOUNT = "017000801446"
+POWERTOOLS_CHINA_ACCOUNT = "498634801083"
+POWERTOOLS_CHINA_REGIONS = ("cn-north-1",)
+
+
+class PowertoolsLayerUnavailable(ValueError):
+    """The public Powertools layer is not published in the region the stack deploys to."""
+
+
 # The `service` dimension and the namespace of every metric, as the runtime code names them.
 SERVICE_NAME = observability.SERVICE
 METRICS_NAMESPACE = observability.NAMESPACE
@@ -42,12 +55,59 @@ ASSET_ALLOW_LIST = (
 )
 
 
-def powertools_layer_arn(version: int) -> str:
-    """The public Powertools v3 layer for this runtime and architecture, in the stack's region."""
+def powertools_layer_arn(scope: Construct, version: int) -> str:
+    """The public Powertools v3 layer for this runtime and architecture, in the stack's region.
+
+    An environment-agnostic stack knows its partition only at deploy time, so the account is
+    chosen there (`Fn::If` on `AWS::Partition`); a region without the layer is refused at synth
+    when the stack names its region, else by a CloudFormation rule at deploy time.
+    """
     python = RUNTIME.name.replace(".", "")  # python3.14 -> python314, the layer's naming
     arch = ARCHITECTURE.name  # "arm64" or "x86_64", as the layer names spell them
+    stack = cdk.Stack.of(scope)
+    region = stack.region
+    if not cdk.Token.is_unresolved(region):
+        if region.startswith("cn-") and region not in POWERTOOLS_CHINA_REGIONS:
+            raise PowertoolsLayerUnavailable(
+                f"the public Powertools layer is not published in {region} (China: "
+                f"{', '.join(POWERTOOLS_CHINA_REGIONS)} only); deploy there instead"
+            )
+        if region.startswith("us-gov-"):
+            raise PowertoolsLayerUnavailable(
+                f"{region}: this stack does not know the Powertools layer account of AWS "
+                "GovCloud (US); it is not supported yet"
+            )
+    unsupported = "S3TorrentPowertoolsLayerRegion"
+    if stack.node.try_find_child(unsupported) is None:
+        china = cdk.Fn.condition_equals(cdk.Aws.PARTITION, "aws-cn")
+        cdk.CfnRule(
+            stack,
+            unsupported,
+            assertions=[
+                cdk.CfnRuleAssertion(
+                    assert_=cdk.Fn.condition_or(
+                        cdk.Fn.condition_equals(cdk.Aws.PARTITION, "aws"),
+                        cdk.Fn.condition_and(
+                            china,
+                            cdk.Fn.condition_contains(
+                                list(POWERTOOLS_CHINA_REGIONS), cdk.Aws.REGION
+                            ),
+                        ),
+                    ),
+                    assert_description=(
+                        "The public Powertools for AWS Lambda layer is published in the "
+                        "commercial regions and in "
+                        f"{', '.join(POWERTOOLS_CHINA_REGIONS)} only: not in this region."
+                    ),
+                )
+            ],
+        )
+        cdk.CfnCondition(stack, "S3TorrentInChina", expression=china)
+    account = cdk.Fn.condition_if(
+        "S3TorrentInChina", POWERTOOLS_CHINA_ACCOUNT, POWERTOOLS_ACCOUNT
+    ).to_string()
     return (
-        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{account}:layer:"
         f"AWSLambdaPowertoolsPythonV3-{python}-{arch}:{version}"
     )
 

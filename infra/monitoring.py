@@ -68,6 +68,12 @@ class TorrentMonitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = self._topic(alarm_email) if alarm_email else None
+        if self.topic is None:
+            cdk.Annotations.of(self).add_warning_v2(
+                "s3torrent:alarmsNotifyNobody",
+                "No alarm_email: the alarms change state on the dashboard but notify nobody "
+                "(set alarm_email, or subscribe to the alarms yourself).",
+            )
         self.alarms: list[cw.Alarm] = []
         w = watched
 

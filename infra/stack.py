@@ -46,5 +46,26 @@ class S3TorrentStack(cdk.Stack):
             outputs["BucketName"] = (service.created_bucket.bucket_name, "The bucket created here")
         if service.monitoring.topic is not None:
             outputs["AlarmTopicArn"] = (service.monitoring.topic.topic_arn, "Alarm notifications")
+        else:
+            outputs["AlarmNotifications"] = (
+                "none: alarm_email is not set, so the alarms notify nobody",
+                "Deploy with -c alarm_email=you@example.com to be mailed when an alarm fires",
+            )
+        seed = service.web_seed_distribution
+        if seed is not None:
+            outputs["WebSeedDomainName"] = (
+                seed.distribution.distribution_domain_name,
+                "CloudFront domain serving the bucket's objects as the torrents' web seed",
+            )
+            outputs["WebSeedDistributionId"] = (
+                seed.distribution.distribution_id,
+                "For create-invalidation after replacing an object under the same key",
+            )
+            if seed.bucket is not service.created_bucket:
+                outputs["WebSeedBucketPolicyStatement"] = (
+                    seed.policy_statement_json(),
+                    "Add this statement to the existing bucket's policy (the stack never "
+                    "replaces it): it lets only this distribution read the configured prefixes",
+                )
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)

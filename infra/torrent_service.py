@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -20,8 +21,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces import aws_s3 as s3_refs
 from constructs import Construct
 
 from infra import nag
@@ -30,12 +31,47 @@ from infra.api import TorrentApi
 from infra.config import DeploySettings
 from infra.functions import TorrentFunction, lambda_code, powertools_layer_arn
 from infra.monitoring import Monitored, TorrentMonitoring
+from infra.web_seeds import WebSeedDistribution
 from s3torrent.settings import BucketScope
 
 HANDLERS = "s3torrent.handlers"
 # AWS: set the source queue's visibility timeout to at least six times the function timeout.
 VISIBILITY_FACTOR = 6
 CREATED_BUCKET_LABEL = "<bucket created by this stack>"
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class QueueDestination:
+    """S3 notifications into an SQS queue, allowed from the bucket *and* its owner's account.
+
+    `aws_s3_notifications.SqsDestination` conditions the queue policy on `aws:SourceArn`
+    only; a bucket ARN carries no account, so a bucket of that name in another account (after
+    this one's is deleted) could send. `aws:SourceAccount` closes that (AWS's confused-deputy
+    advice for S3 event notifications). The queue is SSE-SQS: no KMS key policy to add.
+    """
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, scope: Construct, bucket: s3_refs.IBucketRef
+    ) -> s3.BucketNotificationDestinationConfig:
+        self.queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                resources=[self.queue.queue_arn],
+                conditions={
+                    "ArnLike": {"aws:SourceArn": bucket.bucket_ref.bucket_arn},
+                    "StringEquals": {"aws:SourceAccount": cdk.Stack.of(scope).account},
+                },
+            )
+        )
+        return s3.BucketNotificationDestinationConfig(
+            arn=self.queue.queue_arn,
+            type=s3.BucketNotificationDestinationType.QUEUE,
+            dependencies=[self.queue],
+        )
 
 
 class S3TorrentService(Construct):
@@ -51,8 +87,10 @@ class S3TorrentService(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.access_logs = self._access_log_bucket() if self._needs_access_logs() else None
         self.created_bucket = self._create_bucket() if config.creates_bucket else None
         self.scopes = self._bucket_scopes()
+        self.web_seed_distribution = self._web_seed_distribution()
 
         self.worker_dlq, self.worker_queue = self._queue_pair(
             "Worker", visibility_seconds=VISIBILITY_FACTOR * config.worker_timeout_seconds
@@ -80,7 +118,7 @@ class S3TorrentService(Construct):
         shared: dict[str, Any] = {
             "code": code or lambda_code(),
             "layer": lambda_.LayerVersion.from_layer_version_arn(
-                self, "Powertools", powertools_layer_arn(config.powertools_layer_version)
+                self, "Powertools", powertools_layer_arn(self, config.powertools_layer_version)
             ),
             "environment": environment,
             "log_retention_days": config.log_retention_days,
@@ -137,8 +175,12 @@ class S3TorrentService(Construct):
 
     # --- buckets -----------------------------------------------------------------------------
 
-    def _create_bucket(self) -> s3.Bucket:
-        access_logs = s3.Bucket(
+    def _needs_access_logs(self) -> bool:
+        return self.config.creates_bucket or bool(self.config.cloudfront_buckets())
+
+    def _access_log_bucket(self) -> s3.Bucket:
+        """S3 server access logs of the created bucket and the web seed distribution's logs."""
+        bucket = s3.Bucket(
             self,
             "AccessLogs",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -148,6 +190,17 @@ class S3TorrentService(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        if not self.config.creates_bucket:
+            nag.acknowledge(
+                bucket,
+                "S1",
+                "This bucket is the log destination (the web seed distribution's access logs); "
+                "logging its own accesses would need yet another bucket and so on. Objects "
+                "expire after 365 days; TLS only, encrypted, no public access.",
+            )
+        return bucket
+
+    def _create_bucket(self) -> s3.Bucket:
         return s3.Bucket(
             self,
             "Bucket",
@@ -155,7 +208,7 @@ class S3TorrentService(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_logs,
+            server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="s3torrent-bucket/",
             removal_policy=cdk.RemovalPolicy.RETAIN,  # user data: never deleted by a teardown
         )
@@ -176,6 +229,58 @@ class S3TorrentService(Construct):
                 BucketAccess(bucket=self.created_bucket, prefixes=("",), label=CREATED_BUCKET_LABEL)
             )
         return scopes
+
+    def _web_seed_distribution(self) -> WebSeedDistribution | None:
+        """CloudFront with OAC in front of the one bucket whose web seed origin is cloudfront."""
+        if not self.config.cloudfront_buckets():
+            return None
+        created = self.created_bucket is not None and (
+            self.config.web_seed_origin_for(created=True) == "cloudfront"
+        )
+        scope = next(s for s in self.scopes if (s.bucket is self.created_bucket) == created)
+        assert self.access_logs is not None  # _needs_access_logs() made it
+        return WebSeedDistribution(
+            self,
+            "WebSeed",
+            bucket=scope.bucket,
+            prefixes=scope.prefixes,
+            label=scope.label,
+            log_bucket=self.access_logs,
+            owns_bucket_policy=created,
+        )
+
+    def web_seed_templates(self) -> tuple[str, ...]:
+        """The runtime web_seeds: one template per origin in use (created and existing buckets)."""
+        settings = self.config.settings
+        if not self.config.manages_web_seeds:
+            return settings.web_seeds
+        origins_in_use = []
+        if self.created_bucket is not None:
+            origins_in_use.append(self.config.web_seed_origin_for(created=True))
+        if settings.buckets:
+            origins_in_use.append(self.config.web_seed_origin_for(created=False))
+        templates: list[str] = []
+        for origin in origins_in_use:
+            if origin == "none":
+                continue
+            if origin == "cloudfront":
+                assert self.web_seed_distribution is not None
+                template = self.web_seed_distribution.web_seed
+            elif origin == "bucket":
+                template = "{bucket_url}/{folder}"
+            else:
+                template = origin
+            if template not in templates:
+                templates.append(template)
+        if len(templates) > 1:
+            cdk.Annotations.of(self).add_warning_v2(
+                "s3torrent:mixedWebSeeds",
+                "The runtime's web_seeds apply to every bucket, and the created bucket and the "
+                f"existing ones use different origins: every torrent lists {len(templates)} web "
+                "seeds, of which one answers 403/404 for objects of the other buckets (clients "
+                "skip a failing web seed). Set web_seed_origin to use one origin everywhere.",
+            )
+        return tuple(templates)
 
     # --- queues, environment -------------------------------------------------------------------
 
@@ -210,6 +315,7 @@ class S3TorrentService(Construct):
         runtime = settings.model_copy(
             update={
                 "buckets": buckets,
+                "web_seeds": self.web_seed_templates(),
                 "region": cdk.Stack.of(self).region,
                 "queue_url": self.worker_queue.queue_url,
                 "backfill_queue_url": self.backfill_queue.queue_url,
@@ -275,7 +381,7 @@ class S3TorrentService(Construct):
     # --- event wiring ------------------------------------------------------------------------
 
     def _wire_events(self) -> None:
-        destination = s3n.SqsDestination(self.worker_queue)
+        destination = QueueDestination(self.worker_queue)
         for scope in self.scopes:
             for prefix in scope.prefixes:
                 # S3 filters can only include a prefix/suffix, never exclude `.torrent`: the

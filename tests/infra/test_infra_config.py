@@ -167,3 +167,53 @@ def test_the_deploy_docs_examples_are_valid_settings() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         from_context({**cdk_json_context(), "s3torrent": json.loads(block)}.get)
+
+
+BASE: dict[str, Any] = dict(PINS)
+
+
+def test_backfill_schedule_is_daily_unless_switched_off() -> None:
+    assert from_mapping(BASE).backfill_schedule == "rate(1 day)"
+    assert from_mapping({**BASE, "backfill_schedule": "off"}).backfill_schedule is None
+    assert from_mapping({**BASE, "backfill_schedule": None}).backfill_schedule is None
+    assert load(backfill_schedule="off").backfill_schedule is None  # -c backfill_schedule=off
+
+
+def test_web_seed_origin_defaults_and_refusals() -> None:
+    created = from_mapping(BASE)
+    assert created.cloudfront_buckets() == ["<the bucket this stack creates>"]
+    existing = from_mapping({**BASE, "buckets": [{"name": "media-archive", "prefix": "v/"}]})
+    assert existing.web_seed_origin_for(created=False) == "bucket"
+    assert existing.cloudfront_buckets() == []
+    fronted = from_mapping(
+        {**BASE, "buckets": [{"name": "media-archive"}], "web_seed_origin": "cloudfront"}
+    )
+    assert fronted.cloudfront_buckets() == ["media-archive"]
+    own = from_mapping({**BASE, "web_seeds": ["https://cdn.example/{key}"]})
+    assert own.cloudfront_buckets() == [] and not own.manages_web_seeds
+    refused = [
+        ({"web_seed_origin": "ftp://x/{key}"}, "web_seed_origin must be"),
+        (
+            {"web_seed_origin": "bucket", "web_seeds": ["https://x/{key}"]},
+            "web_seed_origin or web_seeds, not both",
+        ),
+        (
+            {
+                "buckets": [{"name": "media-archive"}],
+                "create_bucket": True,
+                "web_seed_origin": "cloudfront",
+            },
+            "fronts one bucket per stack",
+        ),
+    ]
+    for values, message in refused:
+        with pytest.raises(InvalidDeploySettings, match=message):
+            from_mapping({**BASE, **values})
+
+
+def test_a_bucket_region_reaches_the_runtime_settings() -> None:
+    config = from_mapping(
+        {**BASE, "buckets": [{"name": "media-archive", "prefix": "v/", "region": "eu-west-3"}]}
+    )
+    assert config.settings.bucket_region("media-archive") == "eu-west-3"
+    assert '"region": "eu-west-3"' in config.settings.to_env()["S3TORRENT_BUCKETS"]

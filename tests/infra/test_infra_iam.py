@@ -126,10 +126,7 @@ def test_api_role_writes_torrents_but_never_deletes(full: dict[str, Any]) -> Non
     assert services(granted) == {"s3", "kms", "dynamodb", "sqs", "logs", "xray"}
 
 
-def test_backfill_role_only_lists_the_configured_prefixes(full: dict[str, Any]) -> None:
-    granted = grants(full, "S3TorrentBackfillRole")
-    assert actions_on(granted, "s3:") == pairs({"s3:ListBucket"}, buckets(full))
-    assert actions_on(granted, "kms:") == set()
+def test_the_backfill_lists_only_the_configured_prefixes(full: dict[str, Any]) -> None:
     listing = {
         flat(s["Resource"]): s.get("Condition")
         for s in role_statements(full, "S3TorrentBackfillRole")
@@ -141,6 +138,23 @@ def test_backfill_role_only_lists_the_configured_prefixes(full: dict[str, Any]) 
         imported("datasets.example"): None,  # the whole bucket is configured
         f"<{created}.Arn>": None,
     }
+
+
+@pytest.mark.parametrize("role", ["S3TorrentApiRole", "S3TorrentWorkerRole"])
+def test_api_and_worker_may_list_whole_buckets_only_to_tell_404_from_403(
+    full: dict[str, Any], role: str
+) -> None:
+    # Refused on purpose (docs/deploy.md): S3's implicit list check for a GET/HEAD of a missing
+    # key carries no prefix, so an s3:prefix condition would turn every missing key into 403.
+    listing = [s for s in role_statements(full, role) if s["Action"] == "s3:ListBucket"]
+    assert [s.get("Condition") for s in listing] == [None]
+    assert listing[0]["Sid"] == "ListForNotFound"
+
+
+def test_backfill_role_only_lists_the_configured_prefixes(full: dict[str, Any]) -> None:
+    granted = grants(full, "S3TorrentBackfillRole")
+    assert actions_on(granted, "s3:") == pairs({"s3:ListBucket"}, buckets(full))
+    assert actions_on(granted, "kms:") == set()
     send = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     consume = {
         "sqs:ReceiveMessage",

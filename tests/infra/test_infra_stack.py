@@ -135,8 +135,9 @@ def test_schedule_starts_the_backfill_with_retries_and_a_dlq(full: dict[str, Any
     assert destination == {"Fn::GetAtt": [dlq, "Arn"]}
 
 
-def test_no_schedule_unless_configured(default: dict[str, Any]) -> None:
-    assert resources(default, "AWS::Events::Rule") == {}
+def test_a_bare_deploy_backfills_daily(default: dict[str, Any]) -> None:
+    _, rule = one(default, "AWS::Events::Rule", "BackfillSchedule")
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
 
 
 # --- bucket notifications ---------------------------------------------------------------------
@@ -199,6 +200,9 @@ def test_s3_may_send_to_the_worker_queue_only_from_the_configured_buckets(
             if statement.get("Principal") == {"Service": "s3.amazonaws.com"}:
                 assert statement["Effect"] == "Allow"
                 assert "sqs:SendMessage" in as_list(statement["Action"])
+                assert statement["Condition"]["StringEquals"] == {
+                    "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+                }
                 sources.add(flat(statement["Condition"]["ArnLike"]["aws:SourceArn"]))
     created = logical_id(full, "AWS::S3::Bucket", "S3TorrentBucket")
     assert sources == {
@@ -235,9 +239,13 @@ def test_function_defaults(
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": log_group}
     (layer,) = props["Layers"]
     assert flat(layer) == (
-        "arn:<AWS::Partition>:lambda:<AWS::Region>:017000801446:layer:"
-        "AWSLambdaPowertoolsPythonV3-python314-arm64:38"
+        'arn:<AWS::Partition>:lambda:<AWS::Region>:{"Fn::If":["S3TorrentInChina",'
+        '"498634801083","017000801446"]}:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38'
     )
+    assert full["Conditions"]["S3TorrentInChina"] == {
+        "Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-cn"]
+    }
+    assert "S3TorrentPowertoolsLayerRegion" in full["Rules"]  # elsewhere: the deploy says why
     role = logical_id(full, "AWS::IAM::Role", f"S3Torrent{label}Role")
     assert props["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     env = props["Environment"]["Variables"]
@@ -516,9 +524,12 @@ def test_outputs(full: dict[str, Any], default: dict[str, Any]) -> None:
         "BatchOperationsRoleArn",
         "DashboardName",
         "BucketName",
+        "WebSeedDomainName",
+        "WebSeedDistributionId",
     }
     assert set(full["Outputs"]) == common | {"AlarmTopicArn"}
-    assert set(default["Outputs"]) == common
+    assert set(default["Outputs"]) == common | {"AlarmNotifications"}
+    assert "notify nobody" in default["Outputs"]["AlarmNotifications"]["Value"]
 
 
 def test_cdk_nag_report_has_no_unacknowledged_finding(synth: Synth) -> None:
@@ -600,3 +611,116 @@ def test_cfn_lint_is_clean_on_every_synthesized_template(synth: Synth) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- web seeds: CloudFront with origin access control ----------------------------------------
+
+
+def test_default_web_seed_is_a_cloudfront_distribution_with_oac(default: dict[str, Any]) -> None:
+    _, dist = one(default, "AWS::CloudFront::Distribution", "WebSeedDistribution")
+    config = dist["Properties"]["DistributionConfig"]
+    behavior = config["DefaultCacheBehavior"]
+    assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+    assert behavior["AllowedMethods"] == ["GET", "HEAD", "OPTIONS"]
+    assert behavior["Compress"] is False
+    (origin,) = config["Origins"]
+    oac = logical_id(default, "AWS::CloudFront::OriginAccessControl", "WebSeed")
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": [oac, "Id"]}
+    assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+    bucket = logical_id(default, "AWS::S3::Bucket", "S3TorrentBucket")
+    assert origin["DomainName"] == {"Fn::GetAtt": [bucket, "RegionalDomainName"]}
+    assert config["Logging"]["Prefix"] == "s3torrent-web-seed/"
+    # The cache key is the path only: Range never splits the cache, and is forwarded on a miss.
+    cache_id = behavior["CachePolicyId"]["Ref"]
+    params = default["Resources"][cache_id]["Properties"]["CachePolicyConfig"][
+        "ParametersInCacheKeyAndForwardedToOrigin"
+    ]
+    assert params["HeadersConfig"] == {"HeaderBehavior": "none"}
+    assert params["QueryStringsConfig"] == {"QueryStringBehavior": "none"}
+    # Only this distribution may read the created bucket, through the bucket policy.
+    (policy,) = [
+        p
+        for p in resources(default, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    reads = [
+        st
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if st.get("Principal") == {"Service": "cloudfront.amazonaws.com"}
+    ]
+    (read,) = reads
+    assert read["Action"] == "s3:GetObject"
+    assert flat(read["Resource"]) == f"<{bucket}.Arn>/*"
+    source = flat(read["Condition"]["StringEquals"]["AWS:SourceArn"])
+    distribution = logical_id(default, "AWS::CloudFront::Distribution", "WebSeed")
+    assert source.endswith(f":distribution/<{distribution}>")
+
+
+def test_web_seed_sends_the_cors_headers_browser_clients_need(default: dict[str, Any]) -> None:
+    _, policy = one(default, "AWS::CloudFront::ResponseHeadersPolicy", "WebSeedCors")
+    cors = policy["Properties"]["ResponseHeadersPolicyConfig"]["CorsConfig"]
+    assert cors["AccessControlAllowOrigins"] == {"Items": ["*"]}
+    assert "Range" in cors["AccessControlAllowHeaders"]["Items"]
+    assert set(cors["AccessControlExposeHeaders"]["Items"]) >= {
+        "Content-Range",
+        "Content-Length",
+        "Accept-Ranges",
+        "ETag",
+    }
+    assert cors["AccessControlAllowCredentials"] is False
+    _, dist = one(default, "AWS::CloudFront::Distribution", "WebSeedDistribution")
+    behavior = dist["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
+    assert behavior["ResponseHeadersPolicyId"] == {
+        "Ref": logical_id(default, "AWS::CloudFront::ResponseHeadersPolicy", "WebSeedCors")
+    }
+    (association,) = behavior["FunctionAssociations"]
+    assert association["EventType"] == "viewer-request"
+
+
+def test_functions_web_seed_names_the_distribution(default: dict[str, Any]) -> None:
+    dist = logical_id(default, "AWS::CloudFront::Distribution", "WebSeedDistribution")
+    for label in ("Api", "Worker", "Backfill"):
+        _, fn = one(default, "AWS::Lambda::Function", f"S3Torrent{label}Function")
+        seeds = fn["Properties"]["Environment"]["Variables"]["S3TORRENT_WEB_SEEDS"]
+        assert text(seeds) == f'["https://<{dist}.DomainName>/{{folder}}"]', label
+
+
+def test_mixed_origins_list_each_template(full: dict[str, Any]) -> None:
+    # full: a created bucket (CloudFront) and existing buckets (their own URL, the default).
+    dist = logical_id(full, "AWS::CloudFront::Distribution", "WebSeedDistribution")
+    _, fn = one(full, "AWS::Lambda::Function", "S3TorrentWorkerFunction")
+    seeds = fn["Properties"]["Environment"]["Variables"]["S3TORRENT_WEB_SEEDS"]
+    assert json.loads(text(seeds)) == [
+        f"https://<{dist}.DomainName>/{{folder}}",
+        "{bucket_url}/{folder}",
+    ]
+
+
+def test_viewer_request_function_keeps_to_the_prefixes() -> None:
+    from infra.web_seeds import viewer_request_code
+
+    assert "var PREFIXES = [];" in viewer_request_code(("",))
+    code = viewer_request_code(("videos/", "audio/"))
+    assert 'var PREFIXES = ["videos/", "audio/"];' in code
+    assert "statusCode: 204" in code and "statusCode: 403" in code
+
+
+# --- API naming and logs ------------------------------------------------------------------------
+
+
+def test_api_is_named_after_the_stack(default: dict[str, Any], full: dict[str, Any]) -> None:
+    _, api = one(default, "AWS::ApiGateway::RestApi", "Http")
+    assert api["Properties"]["Name"] == "S3TorrentDefault-api"
+    _, api = one(full, "AWS::ApiGateway::RestApi", "Http")
+    assert api["Properties"]["Name"] == "S3TorrentFull-api"
+    _, alarm = one(full, "AWS::CloudWatch::Alarm", "ApiServerErrors")
+    assert {"Name": "ApiName", "Value": "S3TorrentFull-api"} in alarm["Properties"]["Dimensions"]
+
+
+def test_execution_log_group_exists_first_with_retention(default: dict[str, Any]) -> None:
+    group_id, group = one(default, "AWS::Logs::LogGroup", "HttpExecutionLogs")
+    api = logical_id(default, "AWS::ApiGateway::RestApi", "Http")
+    assert text(group["Properties"]["LogGroupName"]) == f"API-Gateway-Execution-Logs_<{api}>/prod"
+    assert group["Properties"]["RetentionInDays"] == 30
+    _, stage = one(default, "AWS::ApiGateway::Stage", "Http")
+    assert group_id in stage["DependsOn"]
