@@ -1,0 +1,323 @@
+"""The artefact as Lambda runs it: the synthesized asset, a clean venv with only what the
+runtime and the Powertools layer carry, Lambda's environment, moto's server over HTTP.
+
+Each invocation is a cold start in a fresh interpreter (tests.support.lambda_runtime.invoke).
+The stack is the `default` one of the session synth (cdk.json as shipped); its bucket, queues
+and table are created on moto's server and their names and URLs stand in for the template's
+references.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import libtorrent as lt
+import pytest
+
+from tests.support.handlers import load_event
+from tests.support.lambda_runtime import (
+    LAYER_POWERTOOLS,
+    VENVS,
+    Function,
+    Invocation,
+    functions,
+    invoke,
+    lambda_venv,
+    pinned_version,
+)
+from tests.support.references import libtorrent_hashes
+from tests.support.synth import Synth, cdk_json_context, resources, session_synth
+
+pytestmark = [pytest.mark.integration, pytest.mark.infra]
+
+STACK = "S3TorrentDefault"
+BUCKET_ID = "S3TorrentBucket57283589"
+
+
+@pytest.fixture(scope="module")
+def synth() -> Synth:
+    return session_synth()
+
+
+@pytest.fixture(scope="module")
+def python() -> Path:
+    return lambda_venv()
+
+
+@pytest.fixture(scope="module")
+def lambdas(synth: Synth) -> dict[str, Function]:
+    return functions(synth.default, synth.outdir, STACK)
+
+
+class Deployment:
+    """The default stack's resources, created on moto's server; `fakes` maps the template's
+    logical ids (and `Id.Arn`) to what was created."""
+
+    def __init__(self, endpoint: str, template: dict[str, Any]) -> None:
+        self.endpoint = endpoint
+        session = boto3.session.Session(region_name="us-east-1")
+        self.s3 = session.client("s3", endpoint_url=endpoint)
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+        suffix = uuid.uuid4().hex[:8]
+        self.fakes: dict[str, str] = {}
+        for lid in resources(template, "AWS::S3::Bucket"):
+            name = f"{lid.lower()[:40]}-{suffix}"
+            self.s3.create_bucket(Bucket=name)
+            self.fakes[lid] = name
+            self.fakes[f"{lid}.Arn"] = f"arn:aws:s3:::{name}"
+        for lid in resources(template, "AWS::SQS::Queue"):
+            url = self.sqs.create_queue(QueueName=f"{lid}-{suffix}")["QueueUrl"]
+            self.fakes[lid] = url
+            self.fakes[f"{lid}.Arn"] = f"arn:aws:sqs:us-east-1:123456789012:{lid}-{suffix}"
+            self.fakes[f"{lid}.QueueName"] = f"{lid}-{suffix}"
+        for lid, table in resources(template, "AWS::DynamoDB::Table").items():
+            props = table["Properties"]
+            name = f"{lid}-{suffix}"
+            dynamodb.create_table(
+                TableName=name,
+                KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            self.fakes[lid] = name
+            self.fakes[f"{lid}.Arn"] = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+        for lid in resources(template, "AWS::CloudFront::Distribution"):
+            # A web seed CDN in front of the bucket: only its name reaches the functions.
+            self.fakes[lid] = f"E{suffix.upper()}"
+            self.fakes[f"{lid}.DomainName"] = f"d{suffix}.cloudfront.net"
+        self.bucket = self.fakes[BUCKET_ID]
+        self.worker_queue = self.fakes[queue_id(template, "WorkerQueue")]
+        self.backfill_queue = self.fakes[queue_id(template, "BackfillQueue")]
+        # S3 notifications into the worker queue, as the stack wires them.
+        self.s3.put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": self.fakes[f"{queue_id(template, 'WorkerQueue')}.Arn"],
+                        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    }
+                ]
+            },
+        )
+
+    def sqs_event(self, queue_url: str) -> dict[str, Any]:
+        """Everything waiting in a queue, as the SQS event source mapping hands it to Lambda
+        (the messages stay in flight; `delete` acknowledges them)."""
+        records: list[dict[str, Any]] = []
+        for _ in range(10):
+            got = self.sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=60,
+            ).get("Messages", [])
+            if not got:
+                break
+            arn = f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
+            records += [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": m.get("MessageAttributes", {}),
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1",
+                }
+                for m in got
+            ]
+        return {"Records": records}
+
+    def delete(self, queue_url: str, event: dict[str, Any], result: dict[str, Any]) -> None:
+        failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+        for record in event["Records"]:
+            if record["messageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
+
+
+def queue_id(template: dict[str, Any], contains: str) -> str:
+    (lid,) = [lid for lid in resources(template, "AWS::SQS::Queue") if contains in lid]
+    return lid
+
+
+@pytest.fixture(scope="module")
+def deployment(moto_endpoint: str, synth: Synth) -> Iterator[Deployment]:
+    yield Deployment(moto_endpoint, synth.default)
+
+
+def run(
+    python: Path, function: Function, event: dict[str, Any], deployment: Deployment, **kw: Any
+) -> Invocation:
+    invocation = invoke(
+        python, function, event, fakes=deployment.fakes, endpoint=deployment.endpoint, **kw
+    )
+    # What ran came from the asset and the clean venv, nowhere else.
+    loaded = invocation.loaded_from
+    assert str(loaded["s3torrent"]).startswith(str(function.asset)), loaded
+    for package in ("aws_lambda_powertools", "boto3", "pydantic"):
+        assert str(loaded[package]).startswith(str(VENVS)), loaded
+    return invocation
+
+
+def drain_worker(python: Path, lambdas: dict[str, Function], deployment: Deployment) -> int:
+    """Feed the worker queue to the worker until it is empty; how many records it handled."""
+    handled = 0
+    for _ in range(5):
+        event = deployment.sqs_event(deployment.worker_queue)
+        if not event["Records"]:
+            return handled
+        result = run(python, lambdas["worker"], event, deployment).result
+        assert result == {"batchItemFailures": []}, result
+        deployment.delete(deployment.worker_queue, event, result)
+        handled += len(event["Records"])
+    raise AssertionError("the worker queue never emptied")
+
+
+def check_torrent(raw: bytes, data: bytes, name: str) -> None:
+    """The torrent decodes, and its info hashes are those libtorrent computes for the bytes."""
+    info = lt.torrent_info(raw)
+    assert info.name() == name
+    expected = libtorrent_hashes(data, name, info.piece_length())
+    hashes = info.info_hashes()
+    assert (str(hashes.v1), str(hashes.v2)) == expected
+
+
+def api_event(
+    method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event (IAM-authenticated caller) for `method path`."""
+    event = copy.deepcopy(load_event("apigw_post_torrents.json"))
+    event.update(
+        resource="/{proxy+}",
+        path=path,
+        httpMethod=method,
+        pathParameters={"proxy": path.lstrip("/")},
+        queryStringParameters=query,
+        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
+        body=None if body is None else json.dumps(body),
+    )
+    event["requestContext"].update(resourcePath="/{proxy+}", httpMethod=method, path=f"/prod{path}")
+    return event
+
+
+# --- the pins -----------------------------------------------------------------------------------
+
+
+def test_the_venv_holds_the_layers_powertools(synth: Synth, lambdas: dict[str, Function]) -> None:
+    layer_version = int(cdk_json_context()["s3torrent:defaults"]["powertools_layer_version"])
+    for function in lambdas.values():
+        (layer,) = function.layers
+        assert json.dumps(layer).endswith(f':{layer_version}"]]}}'), layer
+    assert layer_version in LAYER_POWERTOOLS, "map the layer version to its Powertools release"
+    assert pinned_version("aws-lambda-powertools") == LAYER_POWERTOOLS[layer_version]
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+def test_an_upload_gets_its_torrent_and_a_delete_removes_it(
+    python: Path, lambdas: dict[str, Function], deployment: Deployment
+) -> None:
+    key, data = "uploads/a b+c.bin", bytes(range(256)) * 1200 + b"tail"
+    deployment.s3.put_object(Bucket=deployment.bucket, Key=key, Body=data)
+    assert drain_worker(python, lambdas, deployment) >= 1
+    raw = deployment.s3.get_object(Bucket=deployment.bucket, Key=f"{key}.torrent")["Body"].read()
+    check_torrent(raw, data, "a b+c.bin")
+
+    deployment.s3.delete_object(Bucket=deployment.bucket, Key=key)
+    drain_worker(python, lambdas, deployment)
+    listed = deployment.s3.list_objects_v2(Bucket=deployment.bucket, Prefix="uploads/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == []
+
+
+def test_an_s3_batch_operations_task_succeeds(
+    python: Path, lambdas: dict[str, Function], deployment: Deployment
+) -> None:
+    key, data = "batch/report.pdf", b"%PDF" * 5000
+    deployment.s3.put_object(Bucket=deployment.bucket, Key=key, Body=data)
+    event = load_event("s3_batch_operations.json", bucket=deployment.bucket)
+    event["tasks"][0]["s3Key"] = key
+    result = run(python, lambdas["worker"], event, deployment).result
+    assert [r["resultCode"] for r in result["results"]] == ["Succeeded"], result
+    raw = deployment.s3.get_object(Bucket=deployment.bucket, Key=f"{key}.torrent")["Body"].read()
+    check_torrent(raw, data, "report.pdf")
+    drain_worker(python, lambdas, deployment)  # the notifications of the two puts
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def test_the_api_serves_torrents_backfills_and_its_openapi(
+    python: Path, lambdas: dict[str, Function], deployment: Deployment
+) -> None:
+    api, bucket = lambdas["api"], deployment.bucket
+    key, data = "api/movie.mkv", b"\x1a\x45\xdf\xa3" * 40_000
+    deployment.s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    got = run(python, api, api_event("GET", f"/{bucket}/{key}", query={"torrent": ""}), deployment)
+    response = got.result
+    assert response["statusCode"] == 200, response
+    body = response["body"]
+    raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode("latin-1")
+    check_torrent(raw, data, "movie.mkv")
+
+    posted = run(
+        python, api, api_event("POST", "/torrents", body={"bucket": bucket, "key": key}), deployment
+    ).result
+    assert posted["statusCode"] in (200, 201), posted
+
+    started = run(
+        python, api, api_event("POST", "/backfills", body={"bucket": bucket}), deployment
+    ).result
+    assert started["statusCode"] == 202, started
+    backfill_id = json.loads(started["body"])["id"]
+    status = run(python, api, api_event("GET", f"/backfills/{backfill_id}"), deployment).result
+    assert status["statusCode"] == 200, status
+    assert json.loads(status["body"])["id"] == backfill_id
+
+    spec = run(python, api, api_event("GET", "/openapi.json"), deployment).result
+    assert spec["statusCode"] == 200, spec
+    assert "/backfills" in json.loads(spec["body"])["paths"]
+
+
+# --- the backfill -------------------------------------------------------------------------------
+
+
+def test_the_schedule_walks_the_bucket_into_torrents(
+    python: Path, lambdas: dict[str, Function], deployment: Deployment
+) -> None:
+    drain_worker(python, lambdas, deployment)
+    s3, bucket = deployment.s3, deployment.bucket
+    objects = {f"walk/{n}.dat": bytes([n]) * (20_000 + n) for n in range(3)}
+    for key, data in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    for message in deployment.sqs_event(deployment.worker_queue)["Records"]:
+        s3_ack: dict[str, Any] = {"batchItemFailures": []}  # the uploads' notifications
+        deployment.delete(deployment.worker_queue, {"Records": [message]}, s3_ack)
+
+    tick = load_event("eventbridge_scheduled.json")
+    scheduled = run(python, lambdas["backfill"], tick, deployment)
+    assert scheduled.result["started"], scheduled.result
+    for _ in range(5):  # starts and continuations on the backfill queue, jobs to the worker
+        event = deployment.sqs_event(deployment.backfill_queue)
+        if not event["Records"]:
+            break
+        result = run(python, lambdas["backfill"], event, deployment).result
+        assert result == {"batchItemFailures": []}, result
+        deployment.delete(deployment.backfill_queue, event, result)
+    drain_worker(python, lambdas, deployment)
+    for key, data in objects.items():
+        raw = s3.get_object(Bucket=bucket, Key=f"{key}.torrent")["Body"].read()
+        check_torrent(raw, data, key.rsplit("/", 1)[-1])
