@@ -57,6 +57,7 @@ deploy: install-deploy $(CDK)
 
 bench: install system-packages
 	$(BIN)/python bench/bench_hashing.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_threads.py $(BENCH_THREADS_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
