@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from s3torrent.wiring import build_service
-from tests.support.ports import free_port
 from tests.support.references import libtorrent_hashes as reference_hashes
+from tests.support.rgw import ACCESS_KEY, SECRET_KEY, running_rgw
 
 pytestmark = [
     pytest.mark.rgw,
@@ -39,51 +38,15 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning"),
 ]
 
-RGW = Path(__file__).resolve().parents[3] / "shared" / "rgw"
-ACCESS_KEY = "RGWTESTACCESSKEY0001"  # from start-rgw.sh's header
-SECRET_KEY = "rgwtestsecret000000000000000000000000001"
 RGW_PIECE = 524288  # start-rgw.sh's default `rgw torrent sha unit`
 BUCKET = "native"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rgw_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throw-away radosgw for the session (about 15 s to start)."""
-    if not (RGW / "start-rgw.sh").exists():
-        pytest.skip(f"no {RGW}/start-rgw.sh (../shared beside the clone)")
-    if shutil.which("radosgw") is None or shutil.which("ceph-mon") is None:
-        pytest.skip(
-            "radosgw / ceph-mon are not installed (apt-get install radosgw ceph-mon ceph-osd)"
-        )
-    if os.geteuid() != 0:
-        pytest.skip("start-rgw.sh runs as root")
-    env = {
-        **os.environ,
-        "RGW_HOME": str(tmp_path_factory.mktemp("rgw")),
-        "RGW_PORT": str(free_port()),
-    }
-    try:
-        started = subprocess.run(
-            ["bash", str(RGW / "start-rgw.sh")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if started.returncode != 0:
-            logs = Path(env["RGW_HOME"]) / "log"
-            tail = ""
-            for log in sorted(logs.glob("*.log")) if logs.exists() else []:
-                tail += f"\n--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:])
-            pytest.fail(
-                f"start-rgw.sh failed ({started.returncode}):\n"
-                f"{started.stdout}{started.stderr}{tail}"
-            )
-        yield f"http://127.0.0.1:{env['RGW_PORT']}"
-    finally:
-        subprocess.run(
-            ["bash", str(RGW / "stop-rgw.sh")], env=env, capture_output=True, timeout=120
-        )
+    """A throw-away radosgw for this module (about 15 s to start)."""
+    with running_rgw(tmp_path_factory.mktemp("rgw")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +57,7 @@ def rgw_session() -> Any:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rgw(rgw_endpoint: str, rgw_session: Any) -> Any:
     client = rgw_session.client("s3", endpoint_url=rgw_endpoint)
     client.create_bucket(Bucket=BUCKET)

@@ -8,7 +8,9 @@
   folder, handler string, timeout, memory and environment (references still unresolved).
 - `resolve(value, fakes)`: a CloudFormation value with `Ref`/`Fn::GetAtt`/`Fn::Join`/`Fn::Sub`
   filled from `fakes` (what the test created on moto's server in place of the stack's resources).
-- `invoke(...)`: one cold invocation in a subprocess of that venv, `PYTHONPATH` = the asset.
+- `invoke(...)`: one cold invocation in a subprocess of that venv, `PYTHONPATH` = the asset;
+  `environment` overrides Lambda's variables (None removes one), `check=False` returns a
+  failed invocation (an init error, an exception) instead of failing the test.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,10 +189,11 @@ def resolve(value: Any, fakes: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Invocation:
-    result: Any
+    result: Any  # None when the invocation failed
     loaded_from: dict[str, str | None]
     logs: str
     seconds: float
+    returncode: int = 0  # the interpreter's exit status: not 0 for an init error or a raise
 
 
 def lambda_environment(
@@ -241,15 +245,24 @@ def invoke(
     *,
     fakes: dict[str, str],
     endpoint: str,
-    environment: dict[str, str] | None = None,
+    environment: Mapping[str, str | None] | None = None,
+    check: bool = True,
 ) -> Invocation:
     """One cold invocation: a fresh interpreter of the clean venv imports the handler from the
     asset and calls it. `-s`: no user site-packages; `-P`: the runner's folder stays off
     sys.path, so only the asset (PYTHONPATH) and the venv's site-packages can be imported.
     `-B`: no `__pycache__` written into the asset, whose folder is Lambda's read-only task
-    root (and which the asset tests list file by file)."""
+    root (and which the asset tests list file by file).
+
+    `environment`: variables to set over Lambda's (None: remove it, e.g. AWS_ENDPOINT_URL when
+    each service gets its own endpoint). `check=False`: a failed invocation is returned
+    (result None, its exit status and logs) rather than failing the test."""
     env = lambda_environment(function, fakes, endpoint, python)
-    env.update(environment or {})
+    for name, value in (environment or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "result.json"
         started = time.monotonic()
@@ -266,6 +279,8 @@ def invoke(
         seconds = time.monotonic() - started
         logs = done.stdout + done.stderr
         if done.returncode != 0:
-            raise AssertionError(f"{function.handler} failed ({done.returncode}):\n{logs}")
+            if check:
+                raise AssertionError(f"{function.handler} failed ({done.returncode}):\n{logs}")
+            return Invocation(None, {}, logs, seconds, done.returncode)
         payload = json.loads(out.read_text())
     return Invocation(payload["result"], payload["loaded_from"], logs, seconds)
