@@ -21,4 +21,17 @@ class InvalidPieceLength(TorrentError):
 
 
 class InvalidTorrent(TorrentError):
-    """Metainfo that does not describe a valid single-file torrent."""
+    """Metainfo that does not describe a valid torrent."""
+
+
+class TorrentTooLarge(InvalidTorrent):
+    """Content libtorrent-based clients could not load, whatever the piece length.
+
+    A file of 2**44 - 16 KiB + 1 bytes or more, or a `.torrent` that stays over 10 MB
+    (or over libtorrent's 3,000,000 bencode items) even with pieces of 128 MiB. Raised
+    before any byte is read; `size` is the offending file size, torrent size or item count.
+    """
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size

@@ -56,6 +56,8 @@ class PieceHashes:
     v1_pieces: bytes | None
     v2_pieces_root: bytes | None
     v2_piece_layer: bytes | None
+    v1_padded_last_piece: bytes | None = None
+    """With `pad_last_piece`: SHA-1 of a short last piece zero-filled to a whole piece."""
 
     @property
     def num_pieces(self) -> int:
@@ -89,6 +91,15 @@ def _pad_hashes() -> tuple[bytes, ...]:
 
 _PAD = _pad_hashes()
 
+_ZEROS = memoryview(bytes(1024 * 1024))
+
+
+def _update_with_zeros(sha1: Any, count: int) -> None:
+    while count > 0:
+        take = min(count, len(_ZEROS))
+        sha1.update(_ZEROS[:take])
+        count -= take
+
 
 def _next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
@@ -121,9 +132,20 @@ class PieceHashBuilder:
     is a piece boundary and `stop` one too (or the end of the file). Parts may be fed on
     different threads, in any order; each writes only its own pieces' slots. `finish()`
     checks every piece was hashed and assembles the merkle layers above the pieces.
+
+    `pad_last_piece` (v1 and hybrid) also gives the SHA-1 of a short last piece followed by
+    zeros up to a whole piece: that file's last piece in a multi-file torrent whose files
+    are each padded to a piece boundary (BEP 47), next to the usual, unpadded one.
     """
 
-    def __init__(self, length: int, piece_length: int, meta_version: MetaVersion) -> None:
+    def __init__(
+        self,
+        length: int,
+        piece_length: int,
+        meta_version: MetaVersion,
+        *,
+        pad_last_piece: bool = False,
+    ) -> None:
         self.piece_length = validate_piece_length(piece_length)
         self.meta_version = MetaVersion(meta_version)
         if length < 1:
@@ -137,6 +159,10 @@ class PieceHashBuilder:
         self._v1_slots = bytearray(20 * self.num_pieces if self.v1 else 0)
         self._v2_slots = bytearray(_HASH_SIZE * self.num_pieces if self.v2 else 0)
         self._tail_root: bytes | None = None
+        self._tail_pad = (
+            -length % piece_length if pad_last_piece and self.meta_version.has_v1 else 0
+        )
+        self._v1_padded_last: bytes | None = None
         # Slice assignment into distinct slots needs no lock; the flags are read together.
         self._lock = threading.Lock()
         self._hashed = bytearray(self.num_pieces)  # 1 once a piece's hashes are in
@@ -162,6 +188,7 @@ class PieceHashBuilder:
             v1_pieces=bytes(self._v1_slots) if self.v1 else None,
             v2_pieces_root=self._v2_root() if self.v2 else None,
             v2_piece_layer=(bytes(self._v2_slots) if self.v2 and self.num_pieces > 1 else None),
+            v1_padded_last_piece=self._v1_padded_last,
         )
 
     def _v2_root(self) -> bytes:
@@ -173,6 +200,13 @@ class PieceHashBuilder:
         slots = self._v2_slots
         nodes = [bytes(slots[i : i + _HASH_SIZE]) for i in range(0, len(slots), _HASH_SIZE)]
         return merkle_root(nodes, _next_pow2(self.num_pieces), self.piece_level)
+
+    def _v1_digest(self, index: int, sha1: Any) -> bytes:
+        digest: bytes = sha1.digest()
+        if self._tail_pad and index == self.num_pieces - 1:
+            _update_with_zeros(sha1, self._tail_pad)
+            self._v1_padded_last = sha1.digest()
+        return digest
 
     def _piece_done(self, index: int, v1_digest: bytes | None, leaves: list[bytes]) -> None:
         if v1_digest is not None:
@@ -244,7 +278,11 @@ class PartHasher:
 
     def _whole_piece(self, piece: memoryview) -> None:
         builder = self._builder
-        v1_digest = hashlib.sha1(piece, usedforsecurity=False).digest() if builder.v1 else None
+        v1_digest = (
+            builder._v1_digest(self._index, hashlib.sha1(piece, usedforsecurity=False))
+            if builder.v1
+            else None
+        )
         leaves: list[bytes] = []
         if builder.v2:
             sha256 = hashlib.sha256
@@ -284,7 +322,9 @@ class PartHasher:
         if self._block:  # the file's last block, shorter than 16 KiB
             self._leaves.append(hashlib.sha256(self._block).digest())
             self._block = bytearray()
-        v1_digest = self._sha1.digest() if self._sha1 is not None else None
+        v1_digest = (
+            self._builder._v1_digest(self._index, self._sha1) if self._sha1 is not None else None
+        )
         self._builder._piece_done(self._index, v1_digest, self._leaves)
         self._index += 1
         self._in_piece = 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from s3torrent.torrent.collection import CollectionTorrent
 from s3torrent.torrent.metainfo import Torrent
 
 # Multihash prefix of a SHA-256 digest: function 0x12, length 0x20 (BEP 52).
 _SHA256_MULTIHASH = "1220"
 
 
-def magnet_link(torrent: Torrent) -> str:
+def magnet_link(torrent: Torrent | CollectionTorrent) -> str:
     """The torrent's magnet link: xt (v1 and/or v2), dn, xl, then each tr and ws."""
     params: list[tuple[str, str]] = []
     if torrent.info_hash_v1 is not None:

@@ -9,15 +9,20 @@ Reading a torrent from bytes is `reading.py`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from s3torrent.torrent.bencode import encode
-from s3torrent.torrent.errors import InvalidTorrent
+from s3torrent.torrent.errors import InvalidPieceLength, InvalidTorrent, TorrentTooLarge
 from s3torrent.torrent.hashing import (
     MIN_PIECE_LENGTH,
     MetaVersion,
     PieceHashes,
     validate_piece_length,
+)
+from s3torrent.torrent.limits import (
+    MAX_FILE_SIZE,
+    MAX_PIECE_LENGTH,
+    MAX_TORRENT_SIZE,
 )
 
 __all__ = [
@@ -27,7 +32,9 @@ __all__ = [
     "TorrentOptions",
     "build_torrent",
     "choose_piece_length",
+    "fit_piece_length",
     "torrent_name_for_key",
+    "torrent_size",
     "validate_piece_length",
 ]
 
@@ -62,6 +69,31 @@ def choose_piece_length(size: int) -> int:
         raise InvalidTorrent(f"cannot choose a piece length for a size of {size!r} bytes")
     steps = sum(1 for bound in _AUTO_SIZE_BOUNDS if bound < size)
     return MIN_PIECE_LENGTH << steps
+
+
+def string_growth(size: int) -> int:
+    """How much longer a bencoded string of `size` bytes is than the empty one (`0:`)."""
+    return len(str(size)) + size - 1
+
+
+def check_file_size(length: int, what: str) -> None:
+    """Refuse a file libtorrent's `file_storage` refuses ("File too large")."""
+    if length > MAX_FILE_SIZE:
+        raise TorrentTooLarge(
+            f"{what} of {length} bytes is larger than libtorrent-based clients load"
+            f" ({MAX_FILE_SIZE} bytes at most)",
+            length,
+        )
+
+
+def explicit_piece_length(piece_length: int) -> int:
+    """An asked piece length, refused when it is not one libtorrent accepts."""
+    validate_piece_length(piece_length)
+    if piece_length > MAX_PIECE_LENGTH:
+        raise InvalidPieceLength(
+            f"piece length must be at most {MAX_PIECE_LENGTH} bytes (libtorrent): {piece_length}"
+        )
+    return piece_length
 
 
 @dataclass(frozen=True)
@@ -121,6 +153,49 @@ class Torrent:
         return self.v1_pieces[index * SHA1_SIZE : (index + 1) * SHA1_SIZE]
 
 
+def torrent_size(name: str, length: int, piece_length: int, options: TorrentOptions) -> int:
+    """Exact size in bytes of the single-file .torrent `build_torrent` writes, before hashing."""
+    version = MetaVersion(options.meta_version)
+    pieces = -(-length // piece_length)
+    placeholder = PieceHashes(
+        length=length,
+        piece_length=piece_length,
+        meta_version=version,
+        v1_pieces=b"" if version.has_v1 else None,
+        v2_pieces_root=bytes(SHA256_SIZE) if version.has_v2 else None,
+        v2_piece_layer=b"" if version.has_v2 else None,
+    )
+    size = len(build_torrent(name, placeholder, replace(options, piece_length=None)).data)
+    if version.has_v1:
+        size += string_growth(SHA1_SIZE * pieces)
+    if version.has_v2 and length > piece_length:
+        size += string_growth(SHA256_SIZE * pieces)
+    return size
+
+
+def fit_piece_length(name: str, length: int, options: TorrentOptions) -> int:
+    """The piece length to hash a single file with, refused before any byte is read when the
+    torrent would not load in libtorrent-based clients.
+
+    `options.piece_length` when set; otherwise libtorrent's rule (`choose_piece_length`),
+    doubled while the .torrent would be over 10 MB, up to 128 MiB (limits.py).
+    """
+    check_file_size(length, "a file")
+    if options.piece_length is not None:
+        piece_length = explicit_piece_length(options.piece_length)
+    else:
+        piece_length = choose_piece_length(length)
+    while (size := torrent_size(name, length, piece_length, options)) > MAX_TORRENT_SIZE:
+        if options.piece_length is not None or piece_length >= MAX_PIECE_LENGTH:
+            raise TorrentTooLarge(
+                f"a torrent of {length} bytes in pieces of {piece_length} bytes takes {size}"
+                f" bytes, over the {MAX_TORRENT_SIZE} libtorrent-based clients load",
+                size,
+            )
+        piece_length *= 2
+    return piece_length
+
+
 def torrent_name_for_key(key: str) -> str:
     """The torrent's `name` for an object key: its last segment (BEP 19 appends it to seeds)."""
     name = key.rsplit("/", 1)[-1]
@@ -151,13 +226,7 @@ def build_torrent(name: str, hashes: PieceHashes, options: TorrentOptions) -> To
         raise InvalidTorrent(f"meta version {version} needs v1 piece hashes")
     if version.has_v2 and hashes.v2_pieces_root is None:
         raise InvalidTorrent(f"meta version {version} needs v2 piece hashes")
-    trackers = tuple(tuple(tier) for tier in options.trackers)
-    for tier in trackers:
-        if not tier or not all(tier):
-            raise InvalidTorrent(f"tracker tiers must hold non-empty URLs: {tier!r}")
-    web_seeds = tuple(options.web_seeds)
-    if not all(web_seeds):
-        raise InvalidTorrent(f"web seeds must be non-empty URLs: {web_seeds!r}")
+    trackers, web_seeds = checked_urls(options)
 
     info: dict[str, object] = {"name": name, "piece length": hashes.piece_length}
     if options.private:
@@ -185,23 +254,7 @@ def build_torrent(name: str, hashes: PieceHashes, options: TorrentOptions) -> To
             layers[root] = layer
         top["piece layers"] = layers
     info_bytes = encode(info)
-
-    top["info"] = _Raw(info_bytes)
-    if trackers:
-        top["announce"] = trackers[0][0]
-        # As libtorrent: announce-list only when there is more than one URL.
-        if sum(len(tier) for tier in trackers) > 1:
-            top["announce-list"] = [list(tier) for tier in trackers]
-    if web_seeds:
-        # As libtorrent: a single web seed is written as a string, several as a list.
-        top["url-list"] = web_seeds[0] if len(web_seeds) == 1 else list(web_seeds)
-    if options.comment is not None:
-        top["comment"] = options.comment
-    if options.created_by is not None:
-        top["created by"] = options.created_by
-    if options.creation_date is not None:
-        top["creation date"] = options.creation_date
-    data = _encode_with_raw(top)
+    data = encode_torrent(info_bytes, top, options)
     return Torrent(
         data=data,
         info=info_bytes,
@@ -224,6 +277,41 @@ def build_torrent(name: str, hashes: PieceHashes, options: TorrentOptions) -> To
         v2_pieces_root=root,
         v2_piece_layer=layer,
     )
+
+
+def checked_urls(
+    options: TorrentOptions,
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+    """The options' tracker tiers and web seeds, refused when a URL is empty."""
+    trackers = tuple(tuple(tier) for tier in options.trackers)
+    for tier in trackers:
+        if not tier or not all(tier):
+            raise InvalidTorrent(f"tracker tiers must hold non-empty URLs: {tier!r}")
+    web_seeds = tuple(options.web_seeds)
+    if not all(web_seeds):
+        raise InvalidTorrent(f"web seeds must be non-empty URLs: {web_seeds!r}")
+    return trackers, web_seeds
+
+
+def encode_torrent(info_bytes: bytes, top: dict[str, object], options: TorrentOptions) -> bytes:
+    """The whole .torrent: `info_bytes` spliced in as they are, `top` and the options around."""
+    trackers, web_seeds = checked_urls(options)
+    top = {**top, "info": _Raw(info_bytes)}
+    if trackers:
+        top["announce"] = trackers[0][0]
+        # As libtorrent: announce-list only when there is more than one URL.
+        if sum(len(tier) for tier in trackers) > 1:
+            top["announce-list"] = [list(tier) for tier in trackers]
+    if web_seeds:
+        # As libtorrent: a single web seed is written as a string, several as a list.
+        top["url-list"] = web_seeds[0] if len(web_seeds) == 1 else list(web_seeds)
+    if options.comment is not None:
+        top["comment"] = options.comment
+    if options.created_by is not None:
+        top["created by"] = options.created_by
+    if options.creation_date is not None:
+        top["creation date"] = options.creation_date
+    return _encode_with_raw(top)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ before = set(sys.modules)
 import s3torrent.torrent
 import s3torrent.torrent.bencode, s3torrent.torrent.hashing
 import s3torrent.torrent.metainfo, s3torrent.torrent.magnet, s3torrent.torrent.errors
+import s3torrent.torrent.collection, s3torrent.torrent.paths, s3torrent.torrent.limits
+import s3torrent.torrent.reading
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
