@@ -7,6 +7,8 @@ CLI to a caller's options; none of that needs a request, so this module makes no
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from urllib.parse import quote
 
 from s3torrent import __version__
@@ -122,3 +124,40 @@ def options_match(stored: Torrent, want: TorrentOptions, settings: Settings) -> 
         and stored.comment == want.comment
         and stored.source == want.source
     )
+
+
+# --- collections (multi-file torrents of a prefix, docs/collections.md) ---------------------
+
+COLLECTION_META_VERSION = MetaVersion.V1
+"""Collections are v1 unless asked otherwise: aria2 never finishes a hybrid multi-file
+download through a web seed (it asks the seed for the pad files) and Transmission 3.00
+cannot open hybrid multi-file torrents, while v1 without pad files works in every client
+tried (docs/collections.md)."""
+
+
+def collection_options(
+    settings: Settings, bucket: str, prefix: str, meta_version: MetaVersion | None = None
+) -> TorrentOptions:
+    """What a collection torrent of s3://bucket/prefix/ carries besides its hashes.
+
+    Its web seeds are the templates expanded for the key `prefix` without its slash, so
+    `{folder}` is the prefix's *parent* folder: BEP 19 clients append `name/path` to it and
+    land on each member (`…/datasets/` + `set1/a/b.bin`).
+    """
+    base = torrent_options(settings, bucket, prefix.removesuffix("/"))
+    return replace(base, meta_version=meta_version or COLLECTION_META_VERSION)
+
+
+def options_digest(options: TorrentOptions) -> str:
+    """SHA-256 (hex) of what a torrent carries besides its hashes, piece length aside."""
+    text = repr(
+        (
+            str(options.meta_version),
+            options.trackers,
+            options.web_seeds,
+            options.private,
+            options.comment,
+            options.source,
+        )
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -38,6 +38,7 @@ class Sample:
     key: str
     size: int
     status: dict[str, Any]  # GET /torrents/{bucket}/{key}
+    collection: dict[str, Any] | None = None  # GET /torrents/{bucket}/{prefix}/, when seeded
 
     @property
     def magnet(self) -> str | None:
@@ -59,6 +60,34 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 def sample_bytes() -> bytes:
     """The sample's content: the same pseudo-random bytes every run, so its torrent is too."""
     return random.Random(6881).randbytes(SAMPLE_SIZE)
+
+
+# A small collection next to the sample, with the names that trip clients up: a space, `+`,
+# non-ASCII, a sub-folder and a 0-byte file (docs/collections.md).
+COLLECTION_PREFIX = "collections/Sommer 2024+ü/"
+COLLECTION_FILES = {
+    "a b.txt": b"a file with a space in its name\n" * 2000,
+    "c+d.bin": bytes(range(256)) * 400,
+    "ü/ñ é.txt": b"non-ASCII all the way down\n" * 300,
+    "empty.txt": b"",
+}
+
+
+def seed_collection(s3: Any, api_url: str, bucket: str) -> dict[str, Any]:
+    """Upload the demo collection, have the API make its torrent (`GET /{bucket}/{prefix}/
+    ?torrent`, as `aws s3api get-object-torrent --key PREFIX/` does) and return its status."""
+    for path, data in COLLECTION_FILES.items():
+        s3.put_object(Bucket=bucket, Key=COLLECTION_PREFIX + path, Body=data, ACL="public-read")
+    base = f"{api_url}/{quote(bucket)}/{quote(COLLECTION_PREFIX)}"
+    status_url = f"{api_url}/torrents/{quote(bucket)}/{quote(COLLECTION_PREFIX)}"
+    try:
+        with urllib.request.urlopen(base + "?torrent", timeout=30) as response:
+            response.read()
+        with urllib.request.urlopen(status_url, timeout=30) as response:
+            status: dict[str, Any] = json.loads(response.read())
+    except (urllib.error.URLError, ValueError) as error:
+        raise StartupError(f"the demo collection's torrent: {error}") from error
+    return status
 
 
 def seed_sample(s3: Any, api_url: str, bucket: str, *, timeout: float = 30.0) -> Sample:
@@ -89,7 +118,10 @@ def seed_sample(s3: Any, api_url: str, bucket: str, *, timeout: float = 30.0) ->
             status = json.loads(response.read())
     except (urllib.error.URLError, ValueError) as error:
         raise StartupError(f"GET {url} failed: {error}") from error
-    return Sample(bucket=bucket, key=SAMPLE_KEY, size=SAMPLE_SIZE, status=status)
+    collection = seed_collection(s3, api_url, bucket)
+    return Sample(
+        bucket=bucket, key=SAMPLE_KEY, size=SAMPLE_SIZE, status=status, collection=collection
+    )
 
 
 def aws_cli() -> str:
@@ -132,9 +164,29 @@ def banner(s3_url: str, api_url: str, buckets: list[str], sample: Sample, second
     ]
     if sample.magnet:
         lines.append(f"  magnet       {sample.magnet}")
+    if sample.collection:
+        lines += collection_lines(api_url, sample.bucket, sample.collection)
+    bucket = quote(sample.bucket, safe="")
+    lines += [
+        f"  page         {api_url}/browse/{bucket}/  (folders, objects, .torrent and magnet links)",
+        f"  feed         {api_url}/feeds/{bucket}  (RSS 2.0 of the newest torrents; ?format=json)",
+    ]
     lines.append(
         "Try it in another terminal: upload a file and its .torrent appears next to it; "
         "fetch the sample's torrent and download the sample through its web seed:"
     )
     lines += [f"  {command}" for command in try_commands(s3_url, api_url, sample)]
     return "\n".join(lines)
+
+
+def collection_lines(api_url: str, bucket: str, status: dict[str, Any]) -> list[str]:
+    """The banner's lines about the demo collection: where it is and how to fetch it."""
+    name = COLLECTION_PREFIX.rstrip("/").rsplit("/", 1)[-1]
+    return [
+        f"  collection   s3://{bucket}/{COLLECTION_PREFIX} ({status.get('files')} files,"
+        f" v{status.get('meta_version')}) -> s3://{bucket}/{status.get('torrent_key')}",
+        f"  magnet       {status.get('magnet')}",
+        f"  get it       {aws_cli()} s3api get-object-torrent --endpoint-url {api_url}"
+        f" --bucket {shlex.quote(bucket)} --key {shlex.quote(COLLECTION_PREFIX)}"
+        f" {shlex.quote(name + '.torrent')}",
+    ]

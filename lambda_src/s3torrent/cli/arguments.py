@@ -56,8 +56,9 @@ def _add_torrent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--meta-version",
         choices=("1", "2", "hybrid"),
-        default="hybrid",
-        help="BitTorrent v1 (BEP 3), v2 (BEP 52) or both (default: hybrid)",
+        default=None,
+        help="BitTorrent v1 (BEP 3), v2 (BEP 52) or both (default: hybrid for an object,"
+        " 1 for a collection: what every client reads, docs/collections.md)",
     )
     group.add_argument(
         "--web-seed",
@@ -105,11 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     create = commands.add_parser(
         "create",
-        help="make the torrent of one object",
+        help="make the torrent of one object, or of every object under a prefix",
         description="Make the torrent of s3://BUCKET/KEY; by default written next to it as"
-        " KEY.torrent.",
+        " KEY.torrent. A URI ending in '/' (s3://BUCKET/PREFIX/) makes a collection: one"
+        " multi-file torrent of every object under the prefix, written as PREFIX.torrent.",
     )
-    create.add_argument("uri", metavar="s3://BUCKET/KEY")
+    create.add_argument("uri", metavar="s3://BUCKET/KEY|s3://BUCKET/PREFIX/")
     _add_s3_options(create)
     _add_torrent_options(create)
     create.add_argument(

@@ -1,4 +1,5 @@
-"""`s3torrent create s3://BUCKET/KEY`: make the torrent of one object."""
+"""`s3torrent create s3://BUCKET/KEY`: make the torrent of one object (or, for
+s3://BUCKET/PREFIX/, of a collection: cli/collection.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from s3torrent.cli.arguments import parse_s3_uri
+from s3torrent.cli.collection import create_collection
 from s3torrent.cli.command import EXIT_OK, CliError, CommandContext
 from s3torrent.cli.description import describe_torrent, torrent_rows
 from s3torrent.cli.output import ProgressBar, print_rows
@@ -26,6 +28,8 @@ def cmd_create(args: argparse.Namespace, context: CommandContext) -> int:
     if args.json and args.output == "-":
         raise CliError("--json and --output - both want stdout: pick one")
     bucket, key = parse_s3_uri(args.uri, key_required=True)
+    if key.endswith("/"):  # s3://BUCKET/PREFIX/: a collection (docs/collections.md)
+        return create_collection(args, context, bucket, key, _write_output)
     service = service_for(settings_from_args(args, context, bucket), context)
     ref = object_ref(args, bucket, key)
     bar = None
@@ -82,6 +86,8 @@ def _report_created(
             "key": result.ref.key,
             "torrent_key": result.torrent_key if written_to_s3 else None,
             "output": args.output,
+            "kind": "object",
+            "files": 1,
             **describe_torrent(torrent),
             "source": source,
             "bytes_read": result.counters.bytes_read,

@@ -28,7 +28,6 @@ def settings_from_args(
     values: dict[str, Any] = {
         "buckets": [{"name": bucket, "prefix": prefix}],
         "torrent_source": args.source,
-        "meta_version": args.meta_version,
         "piece_length": args.piece_length,
         "trackers": tuple(args.tracker),
         "private": args.private,
@@ -37,6 +36,8 @@ def settings_from_args(
         "endpoint_url": args.endpoint_url,
         "region": region,
     }
+    if args.meta_version is not None:  # else the settings' own (collections: policy.py)
+        values["meta_version"] = args.meta_version
     if args.no_web_seeds:
         values["web_seeds"] = ()
     elif args.web_seed:

@@ -10,6 +10,7 @@ passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +40,8 @@ from s3torrent.s3.errors import (
 from s3torrent.s3.reader import RangeSource, ReaderConfig
 from s3torrent.s3.records import (
     TORRENT_CONTENT_TYPE,
+    CollectionRecord,
+    collection_record_from_response,
     content_disposition,
     record_from_response,
     torrent_metadata,
@@ -350,6 +353,60 @@ class S3Objects:
         if found is None:
             return False
         _, etag = found
+        params = self._params(ref, ref.torrent_key)
+        if etag:
+            params["IfMatch"] = etag
+        try:
+            self._call(self.client, "delete_object", ref.bucket, ref.torrent_key, **params)
+        except (ObjectChanged, ObjectNotFound):
+            return False
+        return True
+
+    # -- a collection's `<PREFIX>.torrent` (collections/) ---------------------------------
+
+    def get_collection_torrent(self, ref: ObjectRef) -> tuple[bytes, CollectionRecord] | None:
+        """The stored collection torrent at `ref.torrent_key` and its record; None if absent
+        or not a collection torrent s3torrent wrote."""
+        try:
+            response = self._call(
+                self.client, "get_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
+            )
+        except BucketNotFound:
+            raise
+        except ObjectNotFound:
+            return None
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        except BotoCoreError as error:
+            raise translate_error(
+                error, bucket=ref.bucket, key=ref.torrent_key, operation="GetObject"
+            ) from error
+        finally:
+            body.close()
+        record = collection_record_from_response(ref.bucket, ref.torrent_key, response)
+        return (data, record) if record else None
+
+    def put_collection_torrent(
+        self, ref: ObjectRef, data: bytes, record: CollectionRecord
+    ) -> CollectionRecord:
+        """Write a collection torrent at `ref.torrent_key` with its provenance metadata."""
+        response = self._call(
+            self.client,
+            "put_object",
+            ref.bucket,
+            ref.torrent_key,
+            Body=data,
+            ContentType=TORRENT_CONTENT_TYPE,
+            ContentDisposition=content_disposition(ref.key),
+            Metadata=record.metadata(),
+            **self._params(ref, ref.torrent_key),
+        )
+        etag = str(response.get("ETag") or "") or None
+        return replace(record, etag=etag)
+
+    def delete_collection_torrent(self, ref: ObjectRef, etag: str | None) -> bool:
+        """Delete the collection torrent just written, only while it is that one (If-Match)."""
         params = self._params(ref, ref.torrent_key)
         if etag:
             params["IfMatch"] = etag

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -116,4 +118,87 @@ def record_from_response(ref: ObjectRef, response: Mapping[str, Any]) -> Torrent
         last_modified=response.get("LastModified"),
         content_length=int(length) if length is not None else None,
         source=meta.get(META_SOURCE) or None,
+    )
+
+
+# --- collections: one multi-file `<PREFIX>.torrent` for every object under PREFIX/ --------
+
+META_KIND = "kind"  # "collection" (objects' torrents carry none)
+KIND_COLLECTION = "collection"
+META_LISTING_DIGEST = "listing-digest"  # SHA-256 of the members' keys, ETags and sizes
+META_FILES = "files"  # how many files the torrent describes
+META_OPTIONS_DIGEST = "options-digest"  # what the torrent carries besides its hashes
+META_BYTES_READ = "bytes-read"  # bytes the build read (0 when nothing was hashed)
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """What a stored collection torrent says (in its user metadata) it was built from.
+
+    It has no `source-etag`: `record_from_response` reads it as not an object's torrent, so
+    the object path never takes it for one of its own (never rewrites or deletes it).
+    """
+
+    bucket: str
+    torrent_key: str
+    listing_digest: str
+    files: int
+    size: int
+    piece_length: int
+    meta_version: str
+    info_hash_v1: str | None
+    info_hash_v2: str | None
+    options_digest: str
+    bytes_read: int | None = None
+    last_modified: datetime | None = None
+    etag: str | None = None  # of the .torrent itself (conditional deletes)
+
+    def metadata(self) -> dict[str, str]:
+        """The user metadata to write with the torrent."""
+        metadata = {
+            META_CREATED_BY: WRITER_MARK,
+            META_KIND: KIND_COLLECTION,
+            META_LISTING_DIGEST: self.listing_digest,
+            META_FILES: str(self.files),
+            META_SIZE: str(self.size),
+            META_PIECE_LENGTH: str(self.piece_length),
+            META_VERSION: self.meta_version,
+            META_OPTIONS_DIGEST: self.options_digest,
+            META_SOURCE: "computed",
+        }
+        if self.bytes_read is not None:
+            metadata[META_BYTES_READ] = str(self.bytes_read)
+        if self.info_hash_v1:
+            metadata[META_INFO_HASH_V1] = self.info_hash_v1
+        if self.info_hash_v2:
+            metadata[META_INFO_HASH_V2] = self.info_hash_v2
+        return metadata
+
+
+def collection_record_from_response(
+    bucket: str, torrent_key: str, response: Mapping[str, Any]
+) -> CollectionRecord | None:
+    """The record of a stored collection torrent from its GET/HEAD answer; None unless ours."""
+    meta = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
+    if meta.get(META_CREATED_BY) != WRITER_MARK or meta.get(META_KIND) != KIND_COLLECTION:
+        return None
+    numbers = [_parse_int(meta.get(name)) for name in (META_FILES, META_SIZE, META_PIECE_LENGTH)]
+    digest = meta.get(META_LISTING_DIGEST)
+    if not digest or any(number is None for number in numbers):
+        return None  # ours but unreadable: treated as absent, so it is rebuilt
+    files, size, piece_length = (number or 0 for number in numbers)
+    return CollectionRecord(
+        bucket=bucket,
+        torrent_key=torrent_key,
+        listing_digest=digest,
+        files=files,
+        size=size,
+        piece_length=piece_length,
+        meta_version=meta.get(META_VERSION, ""),
+        info_hash_v1=meta.get(META_INFO_HASH_V1) or None,
+        info_hash_v2=meta.get(META_INFO_HASH_V2) or None,
+        options_digest=meta.get(META_OPTIONS_DIGEST, ""),
+        bytes_read=_parse_int(meta.get(META_BYTES_READ)),
+        last_modified=response.get("LastModified"),
+        etag=str(response.get("ETag") or "") or None,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from s3torrent.collections import CollectionResult
 from s3torrent.errors import (
     BucketNotAllowed,
     CustomTorrentNotInline,
@@ -68,3 +69,27 @@ def custom_torrent(result: TorrentResult) -> TorrentInfo:
             f"its torrent is {size} bytes, over the {MAX_CUSTOM_TORRENT_BYTES} a response carries",
         )
     return TorrentInfo.from_custom(result)
+
+
+def require_collection(result: CollectionResult, inline_max_bytes: int) -> CollectionResult:
+    """The collection result if it has a torrent; else the error that says why not.
+
+    The worker does not build collections yet: one over the API's inline size is refused with
+    what to run instead, rather than queued (docs/collections.md).
+    """
+    ref = result.ref
+    if result.outcome is Outcome.SKIPPED:
+        if result.skip_reason is SkipReason.OUTSIDE_SCOPE:
+            raise BucketNotAllowed(ref.bucket, ref.prefix)
+        if result.skip_reason is SkipReason.TOO_LARGE:
+            raise UnsupportedObject(
+                ref.bucket,
+                ref.prefix,
+                f"the collection is over the API's inline size ({inline_max_bytes} bytes):"
+                f" make it with `s3torrent create {ref.uri}`",
+            )
+        reason = result.skip_reason.value if result.skip_reason else "no torrent"
+        raise UnsupportedObject(ref.bucket, ref.prefix, reason)
+    if result.outcome is Outcome.CHANGED:
+        raise ObjectChanged(f"an object under {ref.uri} changed while it was read: retry")
+    return result

@@ -13,11 +13,17 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
+from s3torrent.collections import CollectionRef
 from s3torrent.errors import InvalidInput, TorrentPending
 from s3torrent.handlers.api.caller import check_caller
 from s3torrent.handlers.api.errors import answer_errors_as_s3, refuse_other_methods
 from s3torrent.handlers.api.openapi import XML_CONTENT
-from s3torrent.handlers.api.outcomes import needs_worker, queue_torrent, require_torrent
+from s3torrent.handlers.api.outcomes import (
+    needs_worker,
+    queue_torrent,
+    require_collection,
+    require_torrent,
+)
 from s3torrent.handlers.api.resolver import new_router, request_runtime
 from s3torrent.handlers.api.responses import TORRENT_TYPE
 from s3torrent.model import ObjectRef
@@ -72,6 +78,8 @@ def get_object_torrent(bucket: str, key: str) -> Response[Any]:
         event.headers.get("x-amz-request-payer"),  # Powertools' headers: case-insensitive
         event.headers.get("x-amz-expected-bucket-owner"),
     )
+    if ref.key.endswith("/"):  # a prefix: its collection (docs/collections.md)
+        return _serve_collection(ref)
     return _serve_torrent(ref)
 
 
@@ -112,4 +120,27 @@ def _serve_torrent(ref: ObjectRef) -> Response[Any]:
         url = runtime.objects.presign_torrent_get(ref, PRESIGN_SECONDS)
         return Response(HTTPStatus.TEMPORARY_REDIRECT, headers={**headers, "Location": url})
     headers["Content-Disposition"] = content_disposition(ref.key)
+    return Response(HTTPStatus.OK, content_type=TORRENT_TYPE, body=data, headers=headers)
+
+
+def _serve_collection(ref: ObjectRef) -> Response[Any]:
+    """`GET /{bucket}/{prefix}/?torrent`: the collection's torrent, made now if it is missing
+    or stale and small enough (`aws s3api get-object-torrent --key PREFIX/`)."""
+    runtime = request_runtime(router)
+    collection = CollectionRef(
+        ref.bucket,
+        ref.key,
+        request_payer=ref.request_payer,
+        expected_bucket_owner=ref.expected_bucket_owner,
+    )
+    inline = runtime.settings.api_inline_max_bytes
+    result = require_collection(
+        runtime.service.make_collection(collection, max_bytes=inline), inline
+    )
+    data = result.torrent_bytes or b""
+    headers = {"x-amz-request-charged": "requester"} if ref.request_payer else {}
+    if len(data) > MAX_INLINE_TORRENT_BYTES:
+        url = runtime.objects.presign_torrent_get(collection.torrent_ref, PRESIGN_SECONDS)
+        return Response(HTTPStatus.TEMPORARY_REDIRECT, headers={**headers, "Location": url})
+    headers["Content-Disposition"] = content_disposition(collection.base)
     return Response(HTTPStatus.OK, content_type=TORRENT_TYPE, body=data, headers=headers)

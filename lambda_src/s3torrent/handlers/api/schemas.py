@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from s3torrent.collections import CollectionResult
 from s3torrent.model import MAX_KEY_BYTES, TorrentResult
 from s3torrent.settings import MetaVersionSetting
 from s3torrent.torrent import InvalidPieceLength, read_torrent, validate_piece_length
@@ -114,6 +115,49 @@ class TorrentInfo(BaseModel):
     torrent: str | None = Field(
         default=None, description="status custom only: the torrent itself, base64"
     )
+    kind: Literal["object", "collection"] = Field(
+        default="object",
+        description="object (one key) or collection (every object under a prefix ending in '/')",
+    )
+    files: int | None = Field(default=None, description="files the torrent describes")
+    bytes_read: int | None = Field(
+        default=None, description="collections: bytes the last build read (0 when fresh)"
+    )
+    listing_digest: str | None = Field(
+        default=None, description="collections: SHA-256 of the keys, ETags and sizes it describes"
+    )
+    skipped: list[dict[str, str]] | None = Field(
+        default=None, description="collections: keys under the prefix left out, and why"
+    )
+
+    @classmethod
+    def from_collection(cls, result: CollectionResult, status: str) -> TorrentInfo:
+        """The JSON view of a collection result that has a stored (or made) torrent."""
+        record = result.record
+        bytes_read = result.counters.bytes_read if status == "created" else None
+        if bytes_read is None and record is not None:
+            bytes_read = record.bytes_read  # of the build that wrote it
+        return cls.model_validate(
+            {
+                "status": status,
+                "kind": "collection",
+                "bucket": result.ref.bucket,
+                "key": result.ref.prefix,
+                "torrent_key": result.torrent_key,
+                "size": record.size if record else None,
+                "files": record.files if record else None,
+                "piece_length": record.piece_length if record else None,
+                "meta_version": record.meta_version if record else None,
+                "info_hash_v1": record.info_hash_v1 if record else None,
+                "info_hash_v2": record.info_hash_v2 if record else None,
+                "magnet": result.magnet,
+                "source": "computed",
+                "listing_digest": record.listing_digest if record else None,
+                "bytes_read": bytes_read,
+                "torrent_bytes": len(result.torrent_bytes) if result.torrent_bytes else None,
+                "skipped": [{"key": s.key, "reason": s.reason} for s in result.skipped],
+            }
+        )
 
     @classmethod
     def from_result(cls, result: TorrentResult, status: str) -> TorrentInfo:

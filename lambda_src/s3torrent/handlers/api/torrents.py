@@ -8,7 +8,8 @@ from urllib.parse import quote, unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from s3torrent.errors import CustomTorrentNotInline
+from s3torrent.collections import CollectionRef
+from s3torrent.errors import CustomTorrentNotInline, InvalidInput
 from s3torrent.handlers.api.caller import check_allowed, check_caller, check_signed
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
@@ -16,6 +17,7 @@ from s3torrent.handlers.api.outcomes import (
     custom_torrent,
     needs_worker,
     queue_torrent,
+    require_collection,
     require_torrent,
 )
 from s3torrent.handlers.api.resolver import new_router, request_runtime
@@ -54,6 +56,8 @@ def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
     check_signed(router.current_event, "POST /torrents")
     check_allowed(runtime.settings, ref)
     overrides = request.options.overrides() if request.options else None
+    if ref.key.endswith("/"):  # a prefix: its collection (docs/collections.md)
+        return _create_collection(ref, overrides)
     # The stored `<key>.torrent` is everyone's (anonymous users on public prefixes too): a
     # caller's own options make a torrent for that caller alone, unless the settings say not.
     stores = runtime.settings.api_callers_may_replace or not runtime.service.is_custom(overrides)
@@ -105,9 +109,35 @@ def describe_torrent(bucket: str, key: str) -> Response[Any]:
     runtime = request_runtime(router)
     ref = ObjectRef(unquote(bucket), unquote(key))
     check_caller(router.current_event, runtime.settings, ref)
+    if ref.key.endswith("/"):  # a prefix: its collection's torrent
+        described = runtime.service.collections.describe(CollectionRef(ref.bucket, ref.key))
+        status = "fresh" if described.outcome is Outcome.FRESH else "stale"
+        info = TorrentInfo.from_collection(described, status)
+        return json_response(HTTPStatus.OK, info.model_dump())
     result = runtime.service.describe(ref)
     status = "fresh" if result.outcome is Outcome.FRESH else "stale"
     return json_response(HTTPStatus.OK, TorrentInfo.from_result(result, status).model_dump())
+
+
+def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Response[Any]:
+    runtime = request_runtime(router)
+    if ref.version_id:
+        raise InvalidInput("a collection (a key ending in '/') has no version_id")
+    if runtime.service.is_custom(overrides) and not runtime.settings.api_callers_may_replace:
+        # The stored collection torrent is everyone's, as an object's is (docs/design.md).
+        raise InvalidInput(
+            "options of a caller's own are not served for collections yet: ask without them"
+        )
+    inline = runtime.settings.api_inline_max_bytes
+    result = runtime.service.make_collection(
+        CollectionRef(ref.bucket, ref.key), overrides=overrides, max_bytes=inline
+    )
+    result = require_collection(result, inline)
+    created = result.outcome is Outcome.CREATED
+    info = TorrentInfo.from_collection(result, "created" if created else "fresh")
+    location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
+    status = HTTPStatus.CREATED if created else HTTPStatus.OK
+    return json_response(status, info.model_dump(), Location=location)
 
 
 refuse_other_methods(router, "/torrents", "POST")

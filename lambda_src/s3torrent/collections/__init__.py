@@ -1,0 +1,19 @@
+"""Collections: one multi-file torrent of every object under s3://BUCKET/PREFIX/.
+
+`CollectionService` makes, reuses and describes `<PREFIX>.torrent` (service.py); what the
+prefix holds comes from its listing (listing.py); the members are read as one stream of
+ranged GETs pinned to their ETags (reading.py); the torrent engine is reached through
+engine.py alone (docs/collections.md).
+"""
+
+from s3torrent.collections.listing import CollectionRef, Listing, Member, Skipped
+from s3torrent.collections.service import CollectionResult, CollectionService
+
+__all__ = [
+    "CollectionRef",
+    "CollectionResult",
+    "CollectionService",
+    "Listing",
+    "Member",
+    "Skipped",
+]
