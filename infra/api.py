@@ -1,7 +1,8 @@
 """The HTTPS API: API Gateway REST (REGIONAL), IAM auth on every method, one Lambda behind it.
 
 Routes: the S3-compatible `GET /{bucket}/{key+}?torrent`, `POST /torrents`,
-`GET /torrents/{bucket}/{key+}`, `POST /backfills`, `GET /backfills/{id}`, `GET /openapi.json`.
+`GET /torrents/{bucket}/{key+}`, `POST /backfills`, `GET /backfills/{id}`,
+`GET /feeds/{bucket}[/{prefix+}]`, `GET /browse/{bucket}[/{prefix+}]`, `GET /openapi.json`.
 The S3-compatible route is anonymous (auth NONE) only when public prefixes are configured: the
 AWS CLI signs for `s3`, which API Gateway's IAM auth (SigV4 for `execute-api`) rejects, and
 S3 itself once served `?torrent` anonymously on publicly readable objects. The handler then
@@ -145,6 +146,34 @@ class TorrentApi(Construct):
         backfills = root.add_resource("backfills")
         add(backfills, "POST", [])
         add(backfills.add_resource("{id}"), "GET", ["id"])
+
+        # Feeds and pages: anonymous exactly when `?torrent` is (feed readers and browsers
+        # cannot sign for execute-api); the handler serves public prefixes only to them.
+        # Literal first segments win over `{bucket}` in API Gateway, so these shadow buckets
+        # named `feeds` and `browse` on the S3-compatible route except with `?torrent`, which
+        # the handler turns back into GetObjectTorrent (docs/publishing.md).
+        anonymous_reads = config.public_route and config.api_auth == "iam"
+        read_auth = apigw.AuthorizationType.NONE if anonymous_reads else None
+        for name in ("feeds", "browse"):
+            top = root.add_resource(name).add_resource("{bucket}")
+            add(top, "GET", ["bucket"], authorization=read_auth)
+            add(top.add_resource("{prefix+}"), "GET", ["bucket", "prefix"], authorization=read_auth)
+        if anonymous_reads:
+            for path in (
+                "/feeds/{bucket}",
+                "/feeds/{bucket}/{prefix+}",
+                "/browse/{bucket}",
+                "/browse/{bucket}/{prefix+}",
+            ):
+                nag.acknowledge(
+                    self.methods[f"GET {path}"],
+                    "APIG4",
+                    "Anonymous by configuration, as GET /{bucket}/{key+}?torrent: public_prefixes "
+                    "is set, and feed readers and browsers cannot sign for execute-api. The "
+                    "handler answers anonymous callers only inside the public prefixes (403 "
+                    "AccessDenied elsewhere) and never outside the allowlist; stage throttling "
+                    "bounds abuse.",
+                )
 
         s3_route = root.add_resource("{bucket}").add_resource("{key+}")
         s3_optional = {

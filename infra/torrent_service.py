@@ -32,6 +32,7 @@ from infra.config import DeploySettings
 from infra.functions import TorrentFunction, lambda_code, powertools_layer_arn
 from infra.monitoring import Monitored, TorrentMonitoring
 from infra.web_seeds import WebSeedDistribution
+from s3torrent.publishing import index as feed_index
 from s3torrent.settings import BucketScope
 
 HANDLERS = "s3torrent.handlers"
@@ -112,6 +113,18 @@ class S3TorrentService(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             # Progress records only (they expire by TTL); nothing to keep after teardown.
             removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        # The feed index (s3torrent/publishing/index.py): one item per torrent and folder above
+        # it; this index orders each folder's newest first, so a feed is one Query.
+        self.table.add_global_secondary_index(
+            index_name=feed_index.INDEX_NAME,
+            partition_key=dynamodb.Attribute(
+                name=feed_index.SCOPE_ATTRIBUTE, type=dynamodb.AttributeType.STRING
+            ),
+            sort_key=dynamodb.Attribute(
+                name=feed_index.ORDER_ATTRIBUTE, type=dynamodb.AttributeType.STRING
+            ),
+            projection_type=dynamodb.ProjectionType.ALL,
         )
 
         environment = self._environment()
@@ -343,6 +356,8 @@ class S3TorrentService(Construct):
         self.worker_queue.grant_send_messages(self.api_function.role)
         self.backfill_queue.grant_send_messages(self.api_function.role)
         self._table_access(self.api_function, "GetItem", "PutItem", "UpdateItem")
+        # Feeds query the index, pages look entries up; torrents made inline are listed.
+        self._feed_access(self.api_function, "BatchGetItem", "BatchWriteItem", query=True)
         secret = self.config.endpoint_credentials_secret_arn
         if secret:
             for fn in (self.api_function, self.worker, self.backfill):
@@ -361,6 +376,7 @@ class S3TorrentService(Construct):
         grants.list_for_not_found(self.worker)
         grants.kms(self.worker)
         self._table_access(self.worker, "UpdateItem")
+        self._feed_access(self.worker, "BatchWriteItem")  # lists and unlists torrents in feeds
         # backfill: decides from the listing alone (planner.py), so ListBucket is all it reads.
         grants.list_prefixes(self.backfill)
         self.worker_queue.grant_send_messages(self.backfill.role)
@@ -377,6 +393,27 @@ class S3TorrentService(Construct):
                 resources=[self.table.table_arn],
             ),
         )
+
+    def _feed_access(self, fn: TorrentFunction, *actions: str, query: bool = False) -> None:
+        nag.grant(
+            fn,
+            fn.role,
+            iam.PolicyStatement(
+                sid="FeedIndexItems",
+                actions=[f"dynamodb:{action}" for action in actions],
+                resources=[self.table.table_arn],
+            ),
+        )
+        if query:
+            nag.grant(
+                fn,
+                fn.role,
+                iam.PolicyStatement(
+                    sid="FeedIndexQuery",
+                    actions=["dynamodb:Query"],
+                    resources=[f"{self.table.table_arn}/index/{feed_index.INDEX_NAME}"],
+                ),
+            )
 
     # --- event wiring ------------------------------------------------------------------------
 

@@ -20,8 +20,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 
+from s3torrent.collections import CollectionRef, CollectionResult, CollectionService
+from s3torrent.collections.service import overrides_meta_version
 from s3torrent.errors import (
     AccessDenied,
     InvalidInput,
@@ -77,12 +80,23 @@ HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
 
 
+class TorrentIndex(Protocol):
+    """Where torrents are listed as they are written and deleted (publishing's feed index)."""
+
+    def record_torrent(self, result: TorrentResult) -> None: ...
+
+    def forget_torrent(self, ref: ObjectRef) -> None: ...
+
+
 class TorrentService:
     """Makes, reuses and removes the `<key>.torrent` next to each object."""
 
-    def __init__(self, settings: Settings, objects: S3Objects) -> None:
+    def __init__(
+        self, settings: Settings, objects: S3Objects, index: TorrentIndex | None = None
+    ) -> None:
         self.settings = settings
         self.objects = objects
+        self.index = index  # None: nothing is listed (the CLI, a deployment without a table)
         self.native = NativeTorrents(objects, self.hash_object)
 
     # -- public -----------------------------------------------------------------------------
@@ -173,7 +187,7 @@ class TorrentService:
         except UnsupportedObject as error:  # e.g. InvalidObjectState on GET
             return self._skipped(ref, _skip_reason(error), counters)
         counters.seconds = time.monotonic() - started
-        return TorrentResult(
+        result = TorrentResult(
             outcome=Outcome.CREATED,
             ref=ref,
             torrent_key=ref.torrent_key,
@@ -182,6 +196,46 @@ class TorrentService:
             magnet=magnet_link(torrent),
             source=source,
             counters=counters,
+        )
+        if record is not None:
+            self.publish(result)
+        return result
+
+    def publish(self, result: TorrentResult) -> None:
+        """List a stored torrent in the feed index (idempotent: the worker calls it again for
+        a torrent it finds fresh, so a retried message completes the index)."""
+        if self.index is not None and result.record is not None:
+            self.index.record_torrent(result)
+
+    @cached_property
+    def collections(self) -> CollectionService:
+        """The multi-file torrents of prefixes (s3torrent/collections/)."""
+        return CollectionService(self.settings, self.objects)
+
+    def make_collection(
+        self,
+        ref: CollectionRef,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        max_bytes: int | None = None,
+        force: bool = False,
+        write: bool = True,
+        on_progress: HashProgress | None = None,
+        match_options: bool = False,
+    ) -> CollectionResult:
+        """Make (or reuse) the torrent of every object under a prefix (`<PREFIX>.torrent`).
+
+        Collections are v1 unless the overrides ask for a meta version (policy.py says why).
+        """
+        return self.collections.make(
+            ref,
+            settings=self.settings_for(overrides),
+            meta_version=overrides_meta_version(overrides),
+            max_bytes=max_bytes,
+            force=force,
+            write=write,
+            on_progress=on_progress,
+            match_options=match_options,
         )
 
     def remove_torrent(self, ref: ObjectRef) -> TorrentResult:
@@ -213,6 +267,8 @@ class TorrentService:
             # have been the one deleted: make it again rather than leave it missing.
             logger.warning("%s came back while its torrent was deleted: remaking it", ref.uri)
             return self.make_torrent(current_ref)
+        if self.index is not None:  # ABSENT too: a torrent someone else deleted is gone as well
+            self.index.forget_torrent(ref)
         return TorrentResult(
             outcome=Outcome.DELETED if deleted else Outcome.ABSENT,
             ref=ref,

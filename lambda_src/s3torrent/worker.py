@@ -100,6 +100,9 @@ class Worker:
             count(Metric.TORRENTS_FAILED)
             return code, f"{error.code}: {error}"[:1024]
         record_result(result)
+        if result.outcome is Outcome.FRESH:
+            # An inventory-driven run visits every object: it lists old torrents in the feeds.
+            self.service.publish(result)
         if result.outcome is Outcome.CHANGED:
             # Changed while it was read: hashing again now gets the new content.
             return "TemporaryFailure", "object changed while it was read"
@@ -202,6 +205,8 @@ class Worker:
             count(Metric.TORRENTS_FAILED)
             raise
         record_result(result)
+        if result.outcome is Outcome.FRESH:  # a redelivery: finish listing it in the feeds
+            self.service.publish(result)
         self._log_result(result)
         self._count(backfill_id, done=1, failed=-presumed_failed)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 
+from s3torrent.publishing.index import table_definition as feed_table_definition
 from s3torrent.settings import BucketScope, Settings
 from s3torrent_local.buckets import BucketWiring
 from s3torrent_local.gateway import ApiGateway
@@ -267,12 +268,7 @@ class LocalStack:
                 },
             )["QueueUrl"]
             arns[name] = _queue_arn(sqs, urls[name])
-        self.client("dynamodb").create_table(
-            TableName=PROGRESS_TABLE,
-            KeySchema=[{"AttributeName": "backfill_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "backfill_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_progress_table(self.client("dynamodb"), PROGRESS_TABLE)
         return Resources(
             worker_queue_url=urls[WORKER_QUEUE],
             worker_queue_arn=arns[WORKER_QUEUE],
@@ -285,3 +281,19 @@ class LocalStack:
 def _queue_arn(sqs: Any, url: str) -> str:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     return str(attributes["Attributes"]["QueueArn"])
+
+
+def create_progress_table(dynamodb: Any, name: str) -> None:
+    """The backfill progress table with the feed index's GSI, as the CDK stack declares it
+    (infra/torrent_service.py): the local stack's, and every test's that needs one."""
+    feeds = feed_table_definition()
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "backfill_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "backfill_id", "AttributeType": "S"},
+            *feeds["AttributeDefinitions"],
+        ],
+        GlobalSecondaryIndexes=feeds["GlobalSecondaryIndexes"],
+        BillingMode="PAY_PER_REQUEST",
+    )

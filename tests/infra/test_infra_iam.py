@@ -84,7 +84,10 @@ def test_worker_role_is_exactly_what_the_worker_needs(full: dict[str, Any]) -> N
     )
     assert actions_on(granted, "kms:") == pairs({"kms:Decrypt", "kms:GenerateDataKey"}, [KMS_KEY])
     table = arn_of(full, "AWS::DynamoDB::Table", "Backfills")
-    assert actions_on(granted, "dynamodb:") == {("dynamodb:UpdateItem", table)}
+    # UpdateItem: backfill counters; BatchWriteItem: the feed index (publishing/index.py).
+    assert actions_on(granted, "dynamodb:") == pairs(
+        {"dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}, [table]
+    )
     queue = arn_of(full, "AWS::SQS::Queue", "S3TorrentWorkerQueue")
     consume = {
         "sqs:ReceiveMessage",
@@ -114,9 +117,17 @@ def test_api_role_writes_torrents_but_never_deletes(full: dict[str, Any]) -> Non
     )
     assert actions_on(granted, "kms:") == pairs({"kms:Decrypt", "kms:GenerateDataKey"}, [KMS_KEY])
     table = arn_of(full, "AWS::DynamoDB::Table", "Backfills")
+    # Feeds: Query on the `feeds` index only; pages: BatchGetItem; inline torrents are listed.
     assert actions_on(granted, "dynamodb:") == pairs(
-        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}, [table]
-    )
+        {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:BatchWriteItem",
+        },
+        [table],
+    ) | {("dynamodb:Query", f"{table}/index/feeds")}
     send = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     queues = [
         arn_of(full, "AWS::SQS::Queue", "S3TorrentWorkerQueue"),

@@ -321,7 +321,13 @@ ROUTES = {
     ("POST", "/backfills"),
     ("GET", "/backfills/{id}"),
     ("GET", "/openapi.json"),
+    ("GET", "/feeds/{bucket}"),
+    ("GET", "/feeds/{bucket}/{prefix+}"),
+    ("GET", "/browse/{bucket}"),
+    ("GET", "/browse/{bucket}/{prefix+}"),
 }
+# Feeds and pages are anonymous exactly when `?torrent` is (docs/publishing.md).
+PUBLISHING = {route for route in ROUTES if route[1].startswith(("/feeds/", "/browse/"))}
 
 
 def test_default_api_requires_iam_on_every_method(default: dict[str, Any]) -> None:
@@ -338,6 +344,8 @@ def test_public_prefixes_open_only_the_s3_compatible_route(full: dict[str, Any])
     assert set(found) == ROUTES
     auth = {route: props["AuthorizationType"] for route, props in found.items()}
     assert auth.pop(("GET", "/{bucket}/{key+}")) == "NONE"
+    for route in PUBLISHING:
+        assert auth.pop(route) == "NONE", route
     assert set(auth.values()) == {"AWS_IAM"}
     s3_route = found[("GET", "/{bucket}/{key+}")]
     assert s3_route["RequestParameters"] == {
@@ -389,7 +397,22 @@ def test_backfill_table(synth: Synth) -> None:
         "AWS::DynamoDB::Table",
         {
             "KeySchema": [{"AttributeName": "backfill_id", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "backfill_id", "AttributeType": "S"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "backfill_id", "AttributeType": "S"},
+                {"AttributeName": "feed_scope", "AttributeType": "S"},
+                {"AttributeName": "feed_order", "AttributeType": "S"},
+            ],
+            # The feed index (docs/publishing.md): newest first per bucket/folder scope.
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "feeds",
+                    "KeySchema": [
+                        {"AttributeName": "feed_scope", "KeyType": "HASH"},
+                        {"AttributeName": "feed_order", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},

@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from s3torrent.settings import Settings
+from s3torrent_local.stack import create_progress_table
 from tests.support.faults.proxy import FaultPolicy, FaultProxy
 from tests.support.ports import free_port
 
@@ -82,12 +83,7 @@ def local_api(
     queue_url = sqs_client.create_queue(QueueName=f"{name}-jobs")["QueueUrl"]
     backfill_url = sqs_client.create_queue(QueueName=f"{name}-backfills")["QueueUrl"]
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "backfill_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "backfill_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_progress_table(dynamodb, name)
 
     def start(**values: Any) -> LocalApi:
         values.setdefault("endpoint_url", moto_endpoint)

@@ -66,14 +66,19 @@ def api_methods(template: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.infra
 def test_the_deployed_api_refuses_unsigned_calls(templates: dict[str, dict[str, Any]]) -> None:
-    """Every method is AWS_IAM; the one exception is `GET /{bucket}/{key+}` (?torrent), and
-    only in a stack that configures public prefixes (the handler then serves only those)."""
+    """Every method is AWS_IAM; the exceptions are the reads anonymous users may make on
+    public prefixes, `GET /{bucket}/{key+}` (?torrent) and the feeds and pages, and only in a
+    stack that configures public prefixes (the handler then serves only those)."""
     default = api_methods(templates["S3TorrentDefault"])
     assert len(default) >= 6, default
     assert {m: a for m, (a, _) in default.items() if a != "AWS_IAM"} == {}
     full = api_methods(templates["S3TorrentFull"])
     assert {m: a for m, (a, _) in full.items() if a != "AWS_IAM"} == {
-        "GET /{bucket}/{key+}": "NONE"
+        "GET /{bucket}/{key+}": "NONE",
+        "GET /feeds/{bucket}": "NONE",
+        "GET /feeds/{bucket}/{prefix+}": "NONE",
+        "GET /browse/{bucket}": "NONE",
+        "GET /browse/{bucket}/{prefix+}": "NONE",
     }
     assert set(full) == set(default)
 

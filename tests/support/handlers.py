@@ -19,6 +19,8 @@ from typing import Any
 import boto3
 import moto.core.models  # noqa: F401  (registers moto's botocore hook before SESSION exists)
 
+from s3torrent_local.stack import create_progress_table
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 # One session for every client the tests make: botocore loads its service models once.
 SESSION = boto3.session.Session()
@@ -120,12 +122,7 @@ def make_resources(endpoint: str | None = None) -> Resources:
     queue_url = sqs.create_queue(QueueName=f"worker-{suffix}")["QueueUrl"]
     backfill_url = sqs.create_queue(QueueName=f"backfill-{suffix}")["QueueUrl"]
     table = f"backfills-{suffix}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "backfill_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "backfill_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_progress_table(dynamodb, table)
     return Resources(queue_url, backfill_url, table)
 
 

@@ -16,6 +16,7 @@ import boto3
 from s3torrent.backfill import Backfills, ProgressStore
 from s3torrent.errors import NotConfigured
 from s3torrent.job_queue import JobQueue
+from s3torrent.publishing import FeedIndex, Publisher
 from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
@@ -42,7 +43,19 @@ class Runtime:
 
     @cached_property
     def service(self) -> TorrentService:
-        return TorrentService(self.settings, self.objects)
+        # Torrents are listed in the feed index where the deployment has its table.
+        index = self.feed_index if self.settings.backfill_table else None
+        return TorrentService(self.settings, self.objects, index)
+
+    @cached_property
+    def feed_index(self) -> FeedIndex:
+        if not self.settings.backfill_table:
+            raise NotConfigured("this deployment has no table for feeds (S3TORRENT_BACKFILL_TABLE)")
+        return FeedIndex(self._client("dynamodb"), self.settings.backfill_table)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        return Publisher(self.objects.client, self.feed_index)
 
     @cached_property
     def worker_queue(self) -> JobQueue:

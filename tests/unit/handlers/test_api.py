@@ -680,6 +680,10 @@ def test_openapi_documents_every_route(stack: Stack) -> None:
         "/torrents/{bucket}/{key}",
         "/backfills",
         "/backfills/{backfill_id}",
+        "/feeds/{bucket}",
+        "/feeds/{bucket}/{prefix}",
+        "/browse/{bucket}",
+        "/browse/{bucket}/{prefix}",
     }
     s3_route = paths["/{bucket}/{key}"]["get"]
     assert set(s3_route["responses"]["200"]["content"]) == {"application/x-bittorrent"}

@@ -6,6 +6,8 @@ Routes, one Powertools router each (the README has the full table of statuses an
     GET  /torrents/{bucket}/{key+}    torrents: status, hashes and magnet link of a torrent
     POST /backfills                   backfills: start a backfill (202)
     GET  /backfills/{id}              backfills: its progress
+    GET  /feeds/{bucket}[/{prefix+}]  feeds: RSS 2.0 (or JSON) of a folder's newest torrents
+    GET  /browse/{bucket}[/{prefix+}] browse: an HTML page of a folder and its torrents
     GET  /openapi.json                openapi: the OpenAPI document
 Errors are mapped in one place (`errors`): JSON `{"error": {"code", "message"}}`, XML
 `<Error>` on the S3-compatible route.
@@ -19,7 +21,15 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from s3torrent.handlers.api import backfills, errors, openapi, s3_compatible, torrents
+from s3torrent.handlers.api import (
+    backfills,
+    browse,
+    errors,
+    feeds,
+    openapi,
+    s3_compatible,
+    torrents,
+)
 from s3torrent.handlers.api.resolver import ApiResolver
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.observability import logger, metrics, tracer
@@ -33,6 +43,8 @@ app = ApiResolver(runtime=lambda: runtime)
 # In this order: dynamic routes match in registration order, the S3 catch-all last.
 app.include_router(torrents.router)
 app.include_router(backfills.router)
+app.include_router(feeds.router)
+app.include_router(browse.router)
 app.include_router(openapi.router)
 app.include_router(s3_compatible.router)
 app.include_router(errors.router)

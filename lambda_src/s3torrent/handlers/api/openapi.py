@@ -77,6 +77,15 @@ def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "key":
                     parameter["description"] = "the object key; may contain '/' ({key+})"
+                if parameter["name"] == "prefix":
+                    parameter["description"] = "a folder of the bucket; may contain '/' ({prefix+})"
+            if "304" in responses:
+                # Powertools gives every response a JSON body; a 304 has none (RFC 9110).
+                responses["304"].pop("content", None)
+            if path.startswith("/feeds/") and method == "get":
+                operation.setdefault("parameters", []).extend(FEED_PARAMETERS)
+            if path.startswith("/browse/") and method == "get":
+                operation.setdefault("parameters", []).append(BROWSE_CONTINUATION)
             if path == "/{bucket}/{key}" and method == "get":
                 operation["parameters"] += S3_ROUTE_PARAMETERS
                 responses["307"] = {
@@ -111,3 +120,30 @@ S3_ROUTE_PARAMETERS: list[dict[str, Any]] = [
         "schema": {"type": "string", "pattern": "^[0-9]{12}$"},
     },
 ]
+
+
+FEED_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "rss (default, RSS 2.0) or json (the same items)",
+        "schema": {"type": "string", "enum": ["rss", "json"]},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "items, newest first (default 50)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+    },
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "If-Modified-Since", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+BROWSE_CONTINUATION: dict[str, Any] = {
+    "name": "continuation",
+    "in": "query",
+    "required": False,
+    "description": "the next page of a folder of over 1,000 keys (the page's More link)",
+    "schema": {"type": "string"},
+}

@@ -14,11 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from s3torrent.handlers.runtime import Runtime
 
 MAX_BODY_BYTES = 64 * 1024
+_GREEDY = ("key", "prefix")  # API Gateway's `{key+}` and `{prefix+}`: they span slashes
 _RUNTIME = "runtime"
 
 
 class ApiResolver(APIGatewayRestResolver):
-    """REST resolver whose `<key>` path parameter spans slashes, like API Gateway's `{key+}`.
+    """REST resolver whose `<key>` and `<prefix>` parameters span slashes, like API Gateway's
+    `{key+}`.
 
     Other parameters match one path segment. Matching runs on the path as API Gateway REST
     hands it over (percent-encoded), so routes unquote what they capture.
@@ -32,7 +34,7 @@ class ApiResolver(APIGatewayRestResolver):
     def _compile_regex(rule: str, base_regex: str = "^{}/*$") -> re.Pattern[str]:
         def group(match: re.Match[str]) -> str:
             name = match.group(1)
-            return f"(?P<{name}>.+)" if name == "key" else f"(?P<{name}>[^/]+)"
+            return f"(?P<{name}>.+)" if name in _GREEDY else f"(?P<{name}>[^/]+)"
 
         return re.compile(base_regex.format(re.sub(r"<(\w+)>", group, rule)))
 
