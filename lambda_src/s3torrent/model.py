@@ -101,6 +101,10 @@ class SkipReason(enum.StrEnum):
     EMPTY = "0-byte object: BitTorrent cannot describe an empty file"
     KEY_TOO_LONG = "<key>.torrent would exceed S3's 1024-byte key limit"
     TOO_LARGE = "object is over the configured size limit for this path"
+    TOO_LARGE_FOR_CLIENTS = (
+        "object is larger than a torrent BitTorrent clients load can describe"
+        " (libtorrent: a file under 16 TiB, a .torrent under 10 MB)"
+    )
     ARCHIVED = "object is in an archive storage class and not restored"
     SSE_C = "object is encrypted with a customer-provided key (SSE-C)"
     OUTSIDE_SCOPE = "bucket or key is outside the configured buckets"

@@ -62,8 +62,9 @@ from s3torrent.torrent import (
     Torrent,
     TorrentError,
     TorrentOptions,
+    TorrentTooLarge,
     build_torrent,
-    choose_piece_length,
+    fit_piece_length,
     magnet_link,
     read_torrent,
     torrent_name_for_key,
@@ -165,6 +166,14 @@ class TorrentService:
             )
             if fresh is not None:
                 return fresh
+        try:
+            # Before any byte is read: a piece length whose torrent clients load (under
+            # 10 MB, pieces up to 128 MiB), or no torrent at all (a file of 16 TiB or more).
+            options = replace(options, piece_length=fit_piece_length(name, info.size, options))
+        except TorrentTooLarge:
+            return self._skipped(
+                ref, SkipReason.TOO_LARGE_FOR_CLIENTS, counters, source_etag=info.etag
+            )
         limit = settings.max_object_bytes
         if max_bytes is not None:
             limit = min(limit, max_bytes)
@@ -371,7 +380,7 @@ class TorrentService:
         counters: TransferCounters,
         on_progress: HashProgress | None,
     ) -> Torrent:
-        piece_length = options.piece_length or choose_piece_length(info.size)
+        piece_length = options.piece_length or fit_piece_length(name, info.size, options)
         hashes = self.hash_object(info, piece_length, options.meta_version, counters, on_progress)
         return build_torrent(name, hashes, replace(options, piece_length=piece_length))
 

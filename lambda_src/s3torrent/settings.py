@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3torrent.errors import InvalidInput
-from s3torrent.torrent.hashing import validate_piece_length
+from s3torrent.torrent.metainfo import explicit_piece_length
 from s3torrent.validation import describe_errors
 
 ENV_PREFIX = "S3TORRENT_"
@@ -103,7 +103,7 @@ class Settings(BaseModel):
     @classmethod
     def _power_of_two(cls, value: int | None) -> int | None:
         # The engine's own check (an InvalidPieceLength is a ValueError, so pydantic reports it).
-        return None if value is None else validate_piece_length(value)
+        return None if value is None else explicit_piece_length(value)
 
     @field_validator("trackers")
     @classmethod
