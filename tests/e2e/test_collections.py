@@ -140,8 +140,11 @@ def test_aria2c_downloads_a_v1_collection(
     assert_downloaded(tmp_path / "got", collection)
 
 
-@pytest.mark.parametrize("version", ["1", "2", "hybrid"])
-def test_libtorrent_downloads_every_format(
+# Not v2-only: libtorrent 2.1.1 bans the web seed of a v2-only multi-file torrent on hash
+# failures, its own torrents included (measured against nginx: 0 of 4, hybrid 4 of 4;
+# docs/collections.md). With pad files (hybrid) or without v2 (v1) it downloads.
+@pytest.mark.parametrize("version", ["1", "hybrid"])
+def test_libtorrent_downloads_v1_and_hybrid(
     stack: Stack, collection: dict[str, bytes], tmp_path: Path, version: str
 ) -> None:
     torrent = s3torrent_create(stack, tmp_path, version)
