@@ -58,6 +58,7 @@ deploy: install-deploy $(CDK)
 bench: install system-packages
 	$(BIN)/python bench/bench_hashing.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_threads.py $(BENCH_THREADS_ARGS)
+	$(BIN)/python bench/bench_collections.py $(BENCH_COLLECTIONS_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -358,6 +358,7 @@ class S3TorrentService(Construct):
         self._table_access(self.api_function, "GetItem", "PutItem", "UpdateItem")
         # Feeds query the index, pages look entries up; torrents made inline are listed.
         self._feed_access(self.api_function, "BatchGetItem", "BatchWriteItem", query=True)
+        self._record_access(self.api_function)  # collections made inline reuse their records
         secret = self.config.endpoint_credentials_secret_arn
         if secret:
             for fn in (self.api_function, self.worker, self.backfill):
@@ -377,6 +378,11 @@ class S3TorrentService(Construct):
         grants.kms(self.worker)
         self._table_access(self.worker, "UpdateItem")
         self._feed_access(self.worker, "BatchWriteItem")  # lists and unlists torrents in feeds
+        if self.config.settings.collections:
+            # Kept collections: a change sends a delayed rebuild to this very queue (debounced
+            # by a mark: UpdateItem, above), which reads and saves the collection's records.
+            self.worker_queue.grant_send_messages(self.worker.role)
+            self._record_access(self.worker)
         # backfill: decides from the listing alone (planner.py), so ListBucket is all it reads.
         grants.list_prefixes(self.backfill)
         self.worker_queue.grant_send_messages(self.backfill.role)
@@ -390,6 +396,19 @@ class S3TorrentService(Construct):
             iam.PolicyStatement(
                 sid="BackfillProgress",
                 actions=[f"dynamodb:{action}" for action in actions],
+                resources=[self.table.table_arn],
+            ),
+        )
+
+    def _record_access(self, fn: TorrentFunction) -> None:
+        # Collections' hash records (s3torrent/collections/record_store.py): an item, or
+        # chunk items of which the previous generation's are deleted.
+        nag.grant(
+            fn,
+            fn.role,
+            iam.PolicyStatement(
+                sid="CollectionRecords",
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                 resources=[self.table.table_arn],
             ),
         )

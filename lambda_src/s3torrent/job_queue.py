@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3torrent.errors import InvalidInput, TransientServiceError
-from s3torrent.messages import JobMessage
+from s3torrent.messages import CollectionMessage, JobMessage
 from s3torrent.observability import logger
 
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
@@ -54,13 +54,14 @@ class JobQueue:
         self.sleep = sleep
         self.requests = 0  # SendMessage(Batch) calls made, for cost accounting
 
-    def send(self, body: str) -> None:
-        """Send one body (TransientServiceError if SQS will not take it)."""
-        rejected = self.send_all([body])
+    def send(self, body: str, *, delay_seconds: int = 0) -> None:
+        """Send one body (TransientServiceError if SQS will not take it), visible to
+        receivers after `delay_seconds` (at most 900, SQS's limit)."""
+        rejected = self.send_all([body], delay_seconds=delay_seconds)
         if rejected:
             raise InvalidInput(f"SQS refused the message: {rejected[0][1]}")
 
-    def send_all(self, bodies: Sequence[str]) -> list[tuple[str, str]]:
+    def send_all(self, bodies: Sequence[str], *, delay_seconds: int = 0) -> list[tuple[str, str]]:
         """Send every body; returns the ones SQS refuses for good (sender faults) with why.
 
         Entries failed by SQS itself are retried with backoff; TransientServiceError when
@@ -68,14 +69,19 @@ class JobQueue:
         """
         rejected: list[tuple[str, str]] = []
         for start in range(0, len(bodies), SQS_BATCH):
-            rejected.extend(self._send_batch(bodies[start : start + SQS_BATCH]))
+            rejected.extend(self._send_batch(bodies[start : start + SQS_BATCH], delay_seconds))
         return rejected
 
-    def _send_batch(self, bodies: Sequence[str]) -> list[tuple[str, str]]:
+    def _send_batch(self, bodies: Sequence[str], delay_seconds: int) -> list[tuple[str, str]]:
         pending = {str(index): body for index, body in enumerate(bodies)}
         rejected: list[tuple[str, str]] = []
         for attempt in range(self.attempts):
-            entries = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
+            entries: list[dict[str, Any]] = [
+                {"Id": key, "MessageBody": body} for key, body in pending.items()
+            ]
+            if delay_seconds:
+                for entry in entries:
+                    entry["DelaySeconds"] = delay_seconds
             self.requests += 1
             try:
                 response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
@@ -131,5 +137,30 @@ def queue_requested_job(
         queue.send(body)
     except Exception:
         marks.release_job(job_id)  # the next request must be able to queue it
+        raise
+    return True
+
+
+def queue_collection_rebuild(
+    queue: JobQueue, marks: JobMarks | None, job: CollectionMessage, delay_seconds: int
+) -> bool:
+    """Send a kept collection's rebuild, visible in `delay_seconds`, unless one already sent
+    is still waiting; True when this call sent it (the debounce, docs/collections.md).
+
+    The mark lapses a second or more *before* the job it stands for is delivered (marks
+    count whole seconds): a change refused by the mark happened before that job lists the
+    prefix, so the job sees it; a change after the job started sends the next job.
+    """
+    body = job.to_body()
+    if marks is None:  # no table: every change sends (correct, only costlier)
+        queue.send(body, delay_seconds=delay_seconds)
+        return True
+    job_id = "collection:" + hashlib.sha256(body.encode()).hexdigest()
+    if not marks.claim_job(job_id, delay_seconds - 1):
+        return False
+    try:
+        queue.send(body, delay_seconds=delay_seconds)
+    except Exception:
+        marks.release_job(job_id)  # the next change must be able to send it
         raise
     return True

@@ -4,6 +4,8 @@ Ours, told apart by `type` (`QueueMessage`, read by `parse_message`):
 
 - `s3torrent.job` on the worker queue: make (or refresh) the torrent of one object;
   `{"type", "bucket", "key", "version_id"?, "backfill_id"?, "overrides"?}`.
+- `s3torrent.collection` on the worker queue, sent with a delay: bring the torrent of a kept
+  collection up to date; `{"type", "bucket", "prefix"}` (its options are the setting's).
 - `s3torrent.backfill` on the backfill queue: one step of a backfill walk;
   `{"type", "backfill_id", "bucket", "prefix", "step", "planner_state"?,
   "continuation_token"?, "start_after"?}`.
@@ -27,6 +29,7 @@ from s3torrent.model import ObjectRef
 from s3torrent.validation import describe_errors
 
 JOB_TYPE: Final = "s3torrent.job"
+COLLECTION_TYPE: Final = "s3torrent.collection"
 
 
 class _Message(BaseModel):
@@ -53,6 +56,14 @@ class JobMessage(_Message):
         return ObjectRef(self.bucket, self.key, self.version_id)
 
 
+class CollectionMessage(_Message):
+    """Bring a kept collection's torrent up to date (rebuilt only if its listing changed)."""
+
+    type: Literal["s3torrent.collection"] = COLLECTION_TYPE
+    bucket: str = Field(min_length=1)
+    prefix: str = Field(min_length=2, pattern=r"/$")
+
+
 class BackfillMessage(_Message):
     """One step of a backfill walk: where the listing resumes and what the planner holds."""
 
@@ -66,11 +77,15 @@ class BackfillMessage(_Message):
     start_after: str | None = None  # the last key listed: a fallback if the token expired
 
 
-QueueMessage = Annotated[JobMessage | BackfillMessage, Field(discriminator="type")]
+QueueMessage = Annotated[
+    JobMessage | CollectionMessage | BackfillMessage, Field(discriminator="type")
+]
 """Any message of ours, the kind named by its `type`."""
 
 _QUEUE_MESSAGE: TypeAdapter[QueueMessage] = TypeAdapter(QueueMessage)
-_TYPES = frozenset(kind.model_fields["type"].default for kind in (JobMessage, BackfillMessage))
+_TYPES = frozenset(
+    kind.model_fields["type"].default for kind in (JobMessage, CollectionMessage, BackfillMessage)
+)
 
 
 def parse_message(body: str | Mapping[str, Any]) -> QueueMessage:

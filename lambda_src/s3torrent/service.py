@@ -24,6 +24,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from s3torrent.collections import CollectionRef, CollectionResult, CollectionService
+from s3torrent.collections.records import HashRecords
 from s3torrent.collections.service import overrides_meta_version
 from s3torrent.errors import (
     AccessDenied,
@@ -93,11 +94,16 @@ class TorrentService:
     """Makes, reuses and removes the `<key>.torrent` next to each object."""
 
     def __init__(
-        self, settings: Settings, objects: S3Objects, index: TorrentIndex | None = None
+        self,
+        settings: Settings,
+        objects: S3Objects,
+        index: TorrentIndex | None = None,
+        hash_records: HashRecords | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
         self.index = index  # None: nothing is listed (the CLI, a deployment without a table)
+        self.hash_records = hash_records  # collections' records; None: every build reads all
         self.native = NativeTorrents(objects, self.hash_object)
 
     # -- public -----------------------------------------------------------------------------
@@ -219,7 +225,7 @@ class TorrentService:
     @cached_property
     def collections(self) -> CollectionService:
         """The multi-file torrents of prefixes (s3torrent/collections/)."""
-        return CollectionService(self.settings, self.objects)
+        return CollectionService(self.settings, self.objects, self.hash_records)
 
     def make_collection(
         self,

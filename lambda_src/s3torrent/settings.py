@@ -42,6 +42,32 @@ class BucketScope(BaseModel):
         return bucket == self.name and key.startswith(self.prefix)
 
 
+class KeptCollection(BaseModel):
+    """A prefix whose collection torrent (`<PREFIX>.torrent`) is kept current on changes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-_]*[a-z0-9]$")
+    prefix: str = Field(pattern=r"^.*[^/].*/$")  # ending in '/', below the bucket's root
+    meta_version: MetaVersionSetting | None = None  # None: collections' default (v1)
+    piece_length: int | None = None  # None: automatic
+
+    @field_validator("piece_length")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        return None if value is None else explicit_piece_length(value)
+
+    def covers(self, bucket: str, key: str) -> bool:
+        """True when a change of s3://bucket/key changes this collection."""
+        return bucket == self.bucket and key.startswith(self.prefix) and key != self.prefix
+
+    def overrides(self) -> dict[str, Any]:
+        """Its own options, as a caller's overrides of the settings."""
+        values: dict[str, Any] = {"meta_version": self.meta_version}
+        values["piece_length"] = self.piece_length
+        return {name: value for name, value in values.items() if value is not None}
+
+
 class Settings(BaseModel):
     """Everything an operator can configure, validated once."""
 
@@ -94,6 +120,12 @@ class Settings(BaseModel):
     queue_url: str | None = None
     backfill_queue_url: str | None = None
     backfill_table: str | None = None
+    # Kept collections: a change under one of these prefixes rebuilds its torrent
+    # `collection_delay_seconds` after the first change of a window (SQS DelaySeconds, hence
+    # at most 900); later changes in the window ride along, so a burst of uploads builds it a
+    # few times, not once per upload (docs/collections.md).
+    collections: tuple[KeptCollection, ...] = ()
+    collection_delay_seconds: int = Field(default=30, ge=0, le=900)
     # Deliveries of a worker-queue message before SQS moves it to the DLQ (the queue's
     # maxReceiveCount, set by the stack): a backfill job failing on its last delivery is
     # counted failed, so the backfill still completes.
@@ -161,6 +193,17 @@ class Settings(BaseModel):
     def allows(self, bucket: str, key: str = "") -> bool:
         """True when the bucket (and key) are inside the configured allowlist."""
         return any(scope.covers(bucket, key) for scope in self.buckets)
+
+    def kept_collections(self, bucket: str, key: str) -> list[KeptCollection]:
+        """The kept collections a change of s3://bucket/key changes."""
+        return [kept for kept in self.collections if kept.covers(bucket, key)]
+
+    def kept_collection(self, bucket: str, prefix: str) -> KeptCollection | None:
+        """The kept collection of s3://bucket/prefix, if it is one."""
+        for kept in self.collections:
+            if kept.bucket == bucket and kept.prefix == prefix:
+                return kept
+        return None
 
     def is_public(self, bucket: str, key: str) -> bool:
         """True when `?torrent` on this key may be answered without a signature."""

@@ -16,11 +16,20 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from s3torrent.backfill import ProgressStore
+from s3torrent.collections import CollectionRef
 from s3torrent.errors import InvalidInput, ObjectNotFound, OutOfTime, S3TorrentError
-from s3torrent.messages import JOB_TYPE, JobMessage, parse_message
+from s3torrent.job_queue import JobQueue, queue_collection_rebuild
+from s3torrent.messages import (
+    COLLECTION_TYPE,
+    JOB_TYPE,
+    CollectionMessage,
+    JobMessage,
+    parse_message,
+)
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
 from s3torrent.observability import Metric, count, logger, record_result
 from s3torrent.service import HashProgress, TorrentService
+from s3torrent.settings import KeptCollection
 
 # Seconds a worker keeps in hand to write a torrent once its object is hashed (a HEAD and
 # a PUT): a read still going with less than this left in the invocation stops, so the
@@ -40,7 +49,9 @@ class Delivery:
 FIRST_DELIVERY = Delivery()
 
 
-def _deadline(ref: ObjectRef, time_left: Callable[[], float] | None) -> HashProgress | None:
+def _deadline(
+    ref: ObjectRef | CollectionRef, time_left: Callable[[], float] | None
+) -> HashProgress | None:
     """A progress callback that stops a read the invocation cannot see to its end."""
     if time_left is None:
         return None
@@ -59,9 +70,15 @@ def _deadline(ref: ObjectRef, time_left: Callable[[], float] | None) -> HashProg
 class Worker:
     """What one worker-queue message (or S3 Batch Operations task) asks for, done once."""
 
-    def __init__(self, service: TorrentService, progress: ProgressStore | None) -> None:
+    def __init__(
+        self,
+        service: TorrentService,
+        progress: ProgressStore | None,
+        queue: JobQueue | None = None,
+    ) -> None:
         self.service = service
         self.progress = progress
+        self.queue = queue  # the worker queue: kept collections' delayed rebuilds
 
     def handle_body(self, body: str, delivery: Delivery = FIRST_DELIVERY) -> None:
         """Process one SQS body; raises only what is worth retrying."""
@@ -83,6 +100,8 @@ class Worker:
             self._notifications(payload, delivery)
         elif payload.get("type") == JOB_TYPE:
             self._job(payload, delivery)
+        elif payload.get("type") == COLLECTION_TYPE:
+            self._collection_job(payload, delivery)
         else:
             self._reject("unknown message type", keys=sorted(payload)[:10])
 
@@ -137,6 +156,8 @@ class Worker:
         # describes the object as it is now, so an old or reordered event can never write
         # a torrent of a version that is no longer current.
         ref = ObjectRef(bucket, key)
+        if name.startswith(("ObjectCreated:", "ObjectRemoved:")) and not key.endswith(".torrent"):
+            self._collections_changed(bucket, key)
         if name.startswith("ObjectCreated:"):
             self._create(ref, delivery=delivery)
         elif name.startswith("ObjectRemoved:"):
@@ -158,7 +179,70 @@ class Worker:
             delivery=delivery,
         )
 
+    def _collection_job(self, payload: dict[str, Any], delivery: Delivery) -> None:
+        try:
+            job = parse_message(payload)
+        except InvalidInput as error:
+            self._reject(f"malformed collection message: {error}")
+            return
+        assert isinstance(job, CollectionMessage)  # handle_body passes this type only
+        kept = self.service.settings.kept_collection(job.bucket, job.prefix)
+        if kept is None:
+            self._reject("not a kept collection (any more)", uri=f"s3://{job.bucket}/{job.prefix}")
+            return
+        self._build_collection(kept, delivery)
+
     # -- doing it ----------------------------------------------------------------------------
+
+    def _collections_changed(self, bucket: str, key: str) -> None:
+        """A change under kept prefixes: their rebuilds are due after the delay (debounced)."""
+        settings = self.service.settings
+        for kept in settings.kept_collections(bucket, key):
+            if self.queue is None:  # no queue to delay through: bring it up to date now
+                self._build_collection(kept, FIRST_DELIVERY)
+                continue
+            job = CollectionMessage(bucket=kept.bucket, prefix=kept.prefix)
+            if queue_collection_rebuild(
+                self.queue, self.progress, job, settings.collection_delay_seconds
+            ):
+                logger.info(
+                    "collection rebuild due",
+                    extra={
+                        "uri": f"s3://{kept.bucket}/{kept.prefix}",
+                        "delay_seconds": settings.collection_delay_seconds,
+                    },
+                )
+
+    def _build_collection(self, kept: KeptCollection, delivery: Delivery) -> None:
+        ref = CollectionRef(kept.bucket, kept.prefix)
+        try:
+            result = self.service.make_collection(
+                ref,
+                overrides=kept.overrides() or None,
+                on_progress=_deadline(ref, delivery.time_left),
+            )
+        except InvalidInput as error:
+            if self.service.collections.remove_if_empty(ref):
+                logger.info("collection removed: no member left", extra={"uri": ref.uri})
+                return
+            self._reject(str(error), uri=ref.uri, error=error.code)
+            return
+        except S3TorrentError as error:
+            if error.retryable:
+                logger.warning("retrying", extra={"uri": ref.uri, "reason": str(error)})
+                raise
+            self._reject(str(error), uri=ref.uri, error=error.code)
+            return
+        # CHANGED: a member changed while it was read; its event sends the next rebuild.
+        logger.info(
+            f"collection {result.outcome.value}: {ref.torrent_key}",
+            extra={
+                "uri": ref.uri,
+                "outcome": result.outcome.value,
+                "bytes_read": result.counters.bytes_read,
+                "files": result.record.files if result.record else None,
+            },
+        )
 
     def _create(
         self,

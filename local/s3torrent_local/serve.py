@@ -14,9 +14,9 @@ import time
 from types import FrameType
 
 from s3torrent.errors import InvalidInput
-from s3torrent.settings import BucketScope
+from s3torrent.settings import BucketScope, KeptCollection
 from s3torrent_local.demo import StartupError, banner, seed_sample
-from s3torrent_local.stack import LocalStack, StackConfig, parse_scope
+from s3torrent_local.stack import LocalStack, StackConfig, parse_collection, parse_scope
 
 log = logging.getLogger("s3torrent_local")
 
@@ -36,6 +36,13 @@ def _port(text: str) -> int:
 def _scope(text: str) -> BucketScope:
     try:
         return parse_scope(text)
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _collection(text: str) -> KeptCollection:
+    try:
+        return parse_collection(text)
     except InvalidInput as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -71,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[/PREFIX]",
         help="another bucket (or prefix) to keep torrents for; created if missing; repeatable "
         f"(bucket {DEMO_BUCKET!r} is always there)",
+    )
+    parser.add_argument(
+        "--collection",
+        dest="collections",
+        action="append",
+        type=_collection,
+        default=[],
+        metavar="BUCKET/PREFIX/",
+        help="a collection to keep current: its PREFIX.torrent is rebuilt "
+        "S3TORRENT_COLLECTION_DELAY_SECONDS (default 30) after a change under it; repeatable",
     )
     parser.add_argument(
         "--workers", type=int, default=4, help="concurrent worker invocations (default 4)"
@@ -109,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         s3_port=args.s3_port,
         api_port=args.api_port,
         buckets=tuple(dict.fromkeys([BucketScope(name=DEMO_BUCKET), *args.buckets])),
+        collections=tuple(dict.fromkeys(args.collections)),
         workers=max(1, args.workers),
         handler_log_level="INFO" if args.verbose else "WARNING",
         metrics=args.verbose,

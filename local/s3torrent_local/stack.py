@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 
 from s3torrent.publishing.index import table_definition as feed_table_definition
-from s3torrent.settings import BucketScope, Settings
+from s3torrent.settings import BucketScope, KeptCollection, Settings
 from s3torrent_local.buckets import BucketWiring
 from s3torrent_local.gateway import ApiGateway
 from s3torrent_local.lambda_context import REGION, Handler
@@ -55,6 +55,7 @@ class StackConfig:
     s3_port: int = 5000
     api_port: int = 8000
     buckets: tuple[BucketScope, ...] = (BucketScope(name="demo"),)
+    collections: tuple[KeptCollection, ...] = ()  # `--collection`, kept current on changes
     stage: str = field(default_factory=lambda: str(_deployed("api_stage_name")))
     workers: int = 4  # concurrent worker invocations (Lambda would scale out)
     # Each function's timeout (its context's time budget), batch sizes, redrive, binary types:
@@ -87,6 +88,14 @@ class Resources:
     table: str
 
 
+def parse_collection(text: str) -> KeptCollection:
+    """`BUCKET/PREFIX/` as a kept collection (InvalidInput says what is wrong)."""
+    bucket, _, prefix = text.removeprefix("s3://").partition("/")
+    return Settings.from_mapping(
+        {"collections": [{"bucket": bucket, "prefix": prefix}]}
+    ).collections[0]
+
+
 def parse_scope(text: str) -> BucketScope:
     """`NAME` or `NAME/PREFIX` as a bucket scope (InvalidInput if the name is not a bucket's)."""
     name, _, prefix = text.partition("/")
@@ -99,13 +108,20 @@ def local_settings(
     endpoint: str,
     resources: Resources,
     max_receive_count: int,
+    collections: Sequence[KeptCollection] = (),
 ) -> Settings:
     """The deployed stack's settings, pointed at the embedded endpoint and its resources.
 
     The allowlist is the configured buckets plus the `--bucket` ones; locally they are all
     public (`?torrent` answers unsigned requests too, as the local API has no IAM in front).
+    Kept collections are the configured ones plus `--collection` ones; a bucket of theirs
+    that is not allowlisted yet is added (and so created and wired).
     """
+    kept = list(dict.fromkeys([*base.collections, *collections]))
     buckets = list(dict.fromkeys([*base.buckets, *scopes]))
+    for collection in kept:
+        if not any(scope.covers(collection.bucket, collection.prefix) for scope in buckets):
+            buckets.append(BucketScope(name=collection.bucket))
     values = base.model_dump(mode="json")
     values.update(
         buckets=[scope.model_dump() for scope in buckets],
@@ -118,6 +134,7 @@ def local_settings(
         backfill_queue_url=resources.backfill_queue_url,
         backfill_table=resources.table,
         job_max_receives=max_receive_count,
+        collections=[collection.model_dump(exclude_none=True) for collection in kept],
     )
     return Settings.from_mapping(values)
 
@@ -185,7 +202,12 @@ class LocalStack:
         resources = self._create_resources()
         base = Settings.from_env(self.config.environ)
         self.settings = local_settings(
-            base, self.config.buckets, self.moto.url, resources, self.config.max_receive_count
+            base,
+            self.config.buckets,
+            self.moto.url,
+            resources,
+            self.config.max_receive_count,
+            self.config.collections,
         )
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
             os.environ.pop(name, None)

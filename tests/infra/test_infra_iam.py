@@ -84,9 +84,17 @@ def test_worker_role_is_exactly_what_the_worker_needs(full: dict[str, Any]) -> N
     )
     assert actions_on(granted, "kms:") == pairs({"kms:Decrypt", "kms:GenerateDataKey"}, [KMS_KEY])
     table = arn_of(full, "AWS::DynamoDB::Table", "Backfills")
-    # UpdateItem: backfill counters; BatchWriteItem: the feed index (publishing/index.py).
+    # UpdateItem: backfill counters and kept collections' rebuild marks; BatchWriteItem: the
+    # feed index (publishing/index.py); Get/Put/DeleteItem: collections' hash records.
     assert actions_on(granted, "dynamodb:") == pairs(
-        {"dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}, [table]
+        {
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        },
+        [table],
     )
     queue = arn_of(full, "AWS::SQS::Queue", "S3TorrentWorkerQueue")
     consume = {
@@ -95,6 +103,7 @@ def test_worker_role_is_exactly_what_the_worker_needs(full: dict[str, Any]) -> N
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
+        "sqs:SendMessage",  # kept collections' delayed rebuilds (the context keeps one)
     }
     assert actions_on(granted, "sqs:") == pairs(consume, [queue])
     logs = arn_of(full, "AWS::Logs::LogGroup", "S3TorrentWorkerLogs")
@@ -125,6 +134,7 @@ def test_api_role_writes_torrents_but_never_deletes(full: dict[str, Any]) -> Non
             "dynamodb:UpdateItem",
             "dynamodb:BatchGetItem",
             "dynamodb:BatchWriteItem",
+            "dynamodb:DeleteItem",  # collections' hash records: the old chunks
         },
         [table],
     ) | {("dynamodb:Query", f"{table}/index/feeds")}

@@ -46,6 +46,7 @@ FULL_CONTEXT: dict[str, Any] = {
     "batch_manifest_bucket": "inventory-reports",
     "worker_max_concurrency": 20,
     "trackers": ["udp://tracker.example:1337/announce"],
+    "collections": [{"bucket": "media-archive", "prefix": "audio/albums/"}],
 }
 
 ENDPOINT_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s3torrent/rgw-AbCdEf"

@@ -25,6 +25,8 @@ COUNTERS = ("listed", "queued", "fresh", "skipped", "done", "failed", "requests"
 RETENTION_SECONDS = 30 * 24 * 3600  # `expires_at` is the table's TTL attribute
 QUEUED_JOB_PREFIX = "queued-job:"  # ids of claim_job's marks (backfill ids are hex or sched-)
 FEED_ITEM_PREFIX = "feed:"  # ids of the feed index's items (s3torrent/publishing/index.py)
+# Collections' hash records and rebuild marks (s3torrent/collections/) share the table too.
+COLLECTION_ITEM_PREFIX = "collection-"
 
 
 class StepClaim(enum.StrEnum):
@@ -107,8 +109,8 @@ class ProgressStore:
 
     def get(self, backfill_id: str) -> BackfillProgress | None:
         """The item, read consistently; None when there is none."""
-        if backfill_id.startswith((QUEUED_JOB_PREFIX, FEED_ITEM_PREFIX)):
-            return None  # a claim_job mark or a feed item, never a backfill: no need to read it
+        if backfill_id.startswith((QUEUED_JOB_PREFIX, FEED_ITEM_PREFIX, COLLECTION_ITEM_PREFIX)):
+            return None  # a mark, a feed item or a record, never a backfill: no need to read it
         response = self._call(
             "get_item",
             TableName=self.table,

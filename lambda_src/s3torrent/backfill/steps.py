@@ -18,7 +18,7 @@ from s3torrent.backfill.planner import BackfillPlanner, PlannedObject
 from s3torrent.backfill.progress import ProgressStore, StepClaim
 from s3torrent.errors import BackfillStepBusy, InvalidInput, S3TorrentError
 from s3torrent.job_queue import JobQueue
-from s3torrent.messages import BackfillMessage, JobMessage
+from s3torrent.messages import BackfillMessage, CollectionMessage, JobMessage
 from s3torrent.model import ListPage
 from s3torrent.observability import logger
 from s3torrent.s3.objects import S3Objects
@@ -90,7 +90,19 @@ class Backfills:
         logger.info(
             "backfill started", extra={"backfill_id": backfill_id, "uri": f"s3://{bucket}/{prefix}"}
         )
+        self._refresh_kept_collections(bucket, prefix)
         return backfill_id
+
+    def _refresh_kept_collections(self, bucket: str, prefix: str) -> None:
+        """Kept collections the backfill's scope touches get a rebuild job now: it lists the
+        prefix and builds only when the stored torrent is missing or its listing digest stale
+        (changes made while no event reached the worker)."""
+        for kept in self.settings.collections:
+            if kept.bucket == bucket and (
+                kept.prefix.startswith(prefix) or prefix.startswith(kept.prefix)
+            ):
+                job = CollectionMessage(bucket=kept.bucket, prefix=kept.prefix)
+                self.worker_queue.send(job.to_body())
 
     def start_scheduled(self, event_id: str, event_time: str) -> list[str]:
         """One backfill per configured bucket scope, with ids derived from the event."""

@@ -11,7 +11,9 @@ For one collection, `make` decides, in this order (docs/collections.md):
    the caller states options, was made with them) -> reused, nothing read.
 4. Over the caller's size limit -> skipped as too large; a torrent the engine cannot make
    (no byte at all, over 10 MB) -> InvalidInput, before any byte is read.
-5. Every member hashed through ranged GETs pinned to the ETag the listing showed.
+5. Every member hashed through ranged GETs pinned to the ETag the listing showed, except what
+   the collection's hash record (`records.py`) still holds: v2 and hybrid members whose ETag
+   and size are unchanged, v1 pieces before the first file that differs.
 6. Written only if a new listing still has the digest that was hashed, and listed once more
    after writing: a change in between deletes what was just written (it would claim bytes
    that are gone) and answers CHANGED.
@@ -27,6 +29,7 @@ from typing import Any
 
 from s3torrent.collections.hashing import collection_files, hash_collection
 from s3torrent.collections.listing import CollectionRef, Listing, Skipped, collect
+from s3torrent.collections.records import HashRecords
 from s3torrent.errors import InvalidInput, ObjectChanged, ObjectNotFound
 from s3torrent.model import ListPage, Outcome, SkipReason, TransferCounters
 from s3torrent.policy import collection_options, options_digest
@@ -71,9 +74,12 @@ class CollectionResult:
 class CollectionService:
     """Makes, reuses and describes the `<PREFIX>.torrent` of every object under PREFIX/."""
 
-    def __init__(self, settings: Settings, objects: S3Objects) -> None:
+    def __init__(
+        self, settings: Settings, objects: S3Objects, records: HashRecords | None = None
+    ) -> None:
         self.settings = settings
         self.objects = objects
+        self.records = records  # what earlier builds hashed: None reads every member
 
     def make(
         self,
@@ -184,6 +190,20 @@ class CollectionService:
             skipped=listing.skipped if listing else (),
         )
 
+    def remove_if_empty(self, ref: CollectionRef) -> bool:
+        """Delete the stored collection torrent when no member is left under the prefix (a
+        kept collection whose last object was deleted); True when it was deleted."""
+        listing = collect(
+            ref, self._pages(ref), lambda keys: invalid_collection_keys(keys, MetaVersion.V1)
+        )
+        if listing.members:
+            return False
+        stored = self.objects.get_collection_torrent(ref.torrent_ref)
+        if stored is None:
+            return False
+        self.objects.delete_collection_torrent(ref.torrent_ref, stored[1].etag)
+        return True
+
     def list(self, ref: CollectionRef, meta_version: MetaVersion) -> Listing:
         """The collection's members as S3 lists them now.
 
@@ -278,11 +298,22 @@ class CollectionService:
         on_progress: HashProgress | None,
     ) -> CollectionTorrent:
         try:
-            return hash_collection(
-                self.objects, ref, listing.members, options, piece_length, counters, on_progress
+            torrent, record = hash_collection(
+                self.objects,
+                ref,
+                listing.members,
+                options,
+                piece_length,
+                counters,
+                on_progress,
+                previous=self.records.load(ref) if self.records is not None else None,
             )
         except TorrentError as error:
             raise InvalidInput(f"{ref.uri}: {error}") from error
+        if self.records is not None:
+            # Valid whatever happens to the torrent: every hash is pinned to an ETag.
+            self.records.save(ref, record)
+        return torrent
 
     def _digest_now(self, ref: CollectionRef, meta_version: MetaVersion) -> str | None:
         try:

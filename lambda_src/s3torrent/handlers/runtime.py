@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 
 from s3torrent.backfill import Backfills, ProgressStore
+from s3torrent.collections.record_store import TableHashRecords
 from s3torrent.errors import NotConfigured
 from s3torrent.job_queue import JobQueue
 from s3torrent.publishing import FeedIndex, Publisher
@@ -43,9 +44,12 @@ class Runtime:
 
     @cached_property
     def service(self) -> TorrentService:
-        # Torrents are listed in the feed index where the deployment has its table.
-        index = self.feed_index if self.settings.backfill_table else None
-        return TorrentService(self.settings, self.objects, index)
+        # Torrents are listed in the feed index, and collections' hash records kept, where
+        # the deployment has its table.
+        if not self.settings.backfill_table:
+            return TorrentService(self.settings, self.objects)
+        records = TableHashRecords(self._client("dynamodb"), self.settings.backfill_table)
+        return TorrentService(self.settings, self.objects, self.feed_index, records)
 
     @cached_property
     def feed_index(self) -> FeedIndex:
@@ -80,7 +84,8 @@ class Runtime:
     @cached_property
     def worker(self) -> Worker:
         progress = self.progress if self.settings.backfill_table else None
-        return Worker(self.service, progress)
+        queue = self.worker_queue if self.settings.queue_url else None
+        return Worker(self.service, progress, queue)
 
     @cached_property
     def backfills(self) -> Backfills:
