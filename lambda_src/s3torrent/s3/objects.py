@@ -10,6 +10,7 @@ passes `RequestPayer` and `ExpectedBucketOwner` through when the ref carries the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -304,23 +305,10 @@ class S3Objects:
 
     def get_torrent(self, ref: ObjectRef) -> tuple[bytes, TorrentRecord] | None:
         """The stored `<key>.torrent` and its record; None if absent or not ours."""
-        try:
-            response = self._call(
-                self.client, "get_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
-            )
-        except BucketNotFound:
-            raise
-        except ObjectNotFound:
+        stored = self._read_torrent_object(ref)
+        if stored is None:
             return None
-        body = response["Body"]
-        try:
-            data: bytes = body.read()
-        except BotoCoreError as error:
-            raise translate_error(
-                error, bucket=ref.bucket, key=ref.torrent_key, operation="GetObject"
-            ) from error
-        finally:
-            body.close()
+        data, response = stored
         record = record_from_response(ref, response)
         return (data, record) if record else None
 
@@ -367,23 +355,10 @@ class S3Objects:
     def get_collection_torrent(self, ref: ObjectRef) -> tuple[bytes, CollectionRecord] | None:
         """The stored collection torrent at `ref.torrent_key` and its record; None if absent
         or not a collection torrent s3torrent wrote."""
-        try:
-            response = self._call(
-                self.client, "get_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
-            )
-        except BucketNotFound:
-            raise
-        except ObjectNotFound:
+        stored = self._read_torrent_object(ref)
+        if stored is None:
             return None
-        body = response["Body"]
-        try:
-            data: bytes = body.read()
-        except BotoCoreError as error:
-            raise translate_error(
-                error, bucket=ref.bucket, key=ref.torrent_key, operation="GetObject"
-            ) from error
-        finally:
-            body.close()
+        data, response = stored
         record = collection_record_from_response(ref.bucket, ref.torrent_key, response)
         return (data, record) if record else None
 
@@ -463,6 +438,27 @@ class S3Objects:
         return url
 
     # -- internals ------------------------------------------------------------------------
+
+    def _read_torrent_object(self, ref: ObjectRef) -> tuple[bytes, Mapping[str, Any]] | None:
+        """The bytes and GetObject answer of `ref.torrent_key`; None when it does not exist."""
+        try:
+            response = self._call(
+                self.client, "get_object", ref.bucket, ref.torrent_key, **self._torrent_params(ref)
+            )
+        except BucketNotFound:
+            raise
+        except ObjectNotFound:
+            return None
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        except BotoCoreError as error:
+            raise translate_error(
+                error, bucket=ref.bucket, key=ref.torrent_key, operation="GetObject"
+            ) from error
+        finally:
+            body.close()
+        return data, response
 
     def _torrent_params(self, ref: ObjectRef) -> dict[str, Any]:
         return self._params(ref, ref.torrent_key)
