@@ -9,6 +9,7 @@ roots) and hybrid. `read_torrent` reads single-file torrents and refuses multi-f
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from s3torrent.torrent.bencode import BencodeValue, decode, dict_spans
 from s3torrent.torrent.collection import CollectionFile, CollectionTorrent, canonical_order
@@ -87,32 +88,14 @@ def read_torrent(data: bytes) -> Torrent:
             )
         length = v2_length
     assert length is not None
-    version = (
-        MetaVersion.HYBRID if has_v1 and has_v2 else MetaVersion.V2 if has_v2 else MetaVersion.V1
-    )
-    private_flag = info.get(b"private", 0)
-    if not isinstance(private_flag, int):
-        raise InvalidTorrent(f"info.private must be an integer: {private_flag!r}")
-    creation_date = top.get(b"creation date")
     return Torrent(
         data=data,
         info=info_bytes,
         name=name,
         length=length,
         piece_length=piece_length,
-        meta_version=version,
-        info_hash_v1=hashlib.sha1(info_bytes, usedforsecurity=False).hexdigest()
-        if has_v1
-        else None,
-        info_hash_v2=hashlib.sha256(info_bytes).hexdigest() if has_v2 else None,
-        trackers=_read_trackers(top),
-        web_seeds=_read_web_seeds(top),
+        **_described(top, info, info_bytes, has_v1, has_v2),
         v1_pieces=v1_pieces,
-        private=private_flag == 1,
-        comment=_text(top, b"comment", "comment"),
-        created_by=_text(top, b"created by", "created by"),
-        creation_date=creation_date if isinstance(creation_date, int) else None,
-        source=_text(info, b"source", "info.source"),
         v2_pieces_root=root,
         v2_piece_layer=layer,
     )
@@ -277,32 +260,14 @@ def read_collection_torrent(data: bytes) -> CollectionTorrent:
         layers = tuple(_read_layer(top, file, root, piece_length) for file, root in found)
     if not files or not any(file.length for file in files):
         raise InvalidTorrent("a torrent needs at least one byte of content")
-    version = (
-        MetaVersion.HYBRID if has_v1 and has_v2 else MetaVersion.V2 if has_v2 else MetaVersion.V1
-    )
-    private_flag = info.get(b"private", 0)
-    if not isinstance(private_flag, int):
-        raise InvalidTorrent(f"info.private must be an integer: {private_flag!r}")
-    creation_date = top.get(b"creation date")
     return CollectionTorrent(
         data=data,
         info=info_bytes,
         name=name,
         files=tuple(files),
         piece_length=piece_length,
-        meta_version=version,
-        info_hash_v1=hashlib.sha1(info_bytes, usedforsecurity=False).hexdigest()
-        if has_v1
-        else None,
-        info_hash_v2=hashlib.sha256(info_bytes).hexdigest() if has_v2 else None,
-        trackers=_read_trackers(top),
-        web_seeds=_read_web_seeds(top),
+        **_described(top, info, info_bytes, has_v1, has_v2),
         v1_pieces=v1_pieces,
-        private=private_flag == 1,
-        comment=_text(top, b"comment", "comment"),
-        created_by=_text(top, b"created by", "created by"),
-        creation_date=creation_date if isinstance(creation_date, int) else None,
-        source=_text(info, b"source", "info.source"),
         v2_roots=roots,
         v2_piece_layers=layers,
     )
@@ -388,3 +353,38 @@ def _read_layer(
     if merkle_root(nodes, 1 << (pieces - 1).bit_length(), piece_level) != root:
         raise InvalidTorrent(f"piece layer of {'/'.join(file.path)!r} does not hash to its root")
     return layer
+
+
+def _described(
+    top: dict[bytes, BencodeValue],
+    info: dict[bytes, BencodeValue],
+    info_bytes: bytes,
+    has_v1: bool,
+    has_v2: bool,
+) -> dict[str, Any]:
+    """What a single-file and a multi-file torrent say alike: the meta version, the info
+    hashes of the info dict's bytes as written, and the optional fields."""
+    private_flag = info.get(b"private", 0)
+    if not isinstance(private_flag, int):
+        raise InvalidTorrent(f"info.private must be an integer: {private_flag!r}")
+    creation_date = top.get(b"creation date")
+    return {
+        "meta_version": (
+            MetaVersion.HYBRID
+            if has_v1 and has_v2
+            else MetaVersion.V2
+            if has_v2
+            else MetaVersion.V1
+        ),
+        "info_hash_v1": (
+            hashlib.sha1(info_bytes, usedforsecurity=False).hexdigest() if has_v1 else None
+        ),
+        "info_hash_v2": hashlib.sha256(info_bytes).hexdigest() if has_v2 else None,
+        "trackers": _read_trackers(top),
+        "web_seeds": _read_web_seeds(top),
+        "private": private_flag == 1,
+        "comment": _text(top, b"comment", "comment"),
+        "created_by": _text(top, b"created by", "created by"),
+        "creation_date": creation_date if isinstance(creation_date, int) else None,
+        "source": _text(info, b"source", "info.source"),
+    }
