@@ -6,6 +6,8 @@ Ours, told apart by `type` (`QueueMessage`, read by `parse_message`):
   `{"type", "bucket", "key", "version_id"?, "backfill_id"?, "overrides"?}`.
 - `s3torrent.collection` on the worker queue, sent with a delay: bring the torrent of a kept
   collection up to date; `{"type", "bucket", "prefix"}` (its options are the setting's).
+- `s3torrent.part` on the worker queue: hash one part of a fan-out build (docs/fanout.md);
+  `{"type", "build_id", "part"}` (the rest is in the build's manifest).
 - `s3torrent.backfill` on the backfill queue: one step of a backfill walk;
   `{"type", "backfill_id", "bucket", "prefix", "step", "planner_state"?,
   "continuation_token"?, "start_after"?}`.
@@ -30,6 +32,7 @@ from s3torrent.validation import describe_errors
 
 JOB_TYPE: Final = "s3torrent.job"
 COLLECTION_TYPE: Final = "s3torrent.collection"
+PART_TYPE: Final = "s3torrent.part"
 
 
 class _Message(BaseModel):
@@ -64,6 +67,14 @@ class CollectionMessage(_Message):
     prefix: str = Field(min_length=2, pattern=r"/$")
 
 
+class PartMessage(_Message):
+    """Hash one part of a fan-out build; the last part counted assembles the torrent."""
+
+    type: Literal["s3torrent.part"] = PART_TYPE
+    build_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    part: int = Field(ge=0)
+
+
 class BackfillMessage(_Message):
     """One step of a backfill walk: where the listing resumes and what the planner holds."""
 
@@ -78,13 +89,14 @@ class BackfillMessage(_Message):
 
 
 QueueMessage = Annotated[
-    JobMessage | CollectionMessage | BackfillMessage, Field(discriminator="type")
+    JobMessage | CollectionMessage | PartMessage | BackfillMessage, Field(discriminator="type")
 ]
 """Any message of ours, the kind named by its `type`."""
 
 _QUEUE_MESSAGE: TypeAdapter[QueueMessage] = TypeAdapter(QueueMessage)
 _TYPES = frozenset(
-    kind.model_fields["type"].default for kind in (JobMessage, CollectionMessage, BackfillMessage)
+    kind.model_fields["type"].default
+    for kind in (JobMessage, CollectionMessage, PartMessage, BackfillMessage)
 )
 
 

@@ -91,6 +91,7 @@ class Outcome(enum.StrEnum):
     DELETED = "deleted"  # the source is gone and so is the torrent we wrote for it
     ABSENT = "absent"  # the source is gone and there was no torrent of ours to delete
     CHANGED = "changed"  # the object changed mid-hash; nothing written (a new event follows)
+    STARTED = "started"  # too big for one worker: a fan-out build's parts are queued
 
 
 class SkipReason(enum.StrEnum):

@@ -34,6 +34,8 @@ from s3torrent.errors import (
     ObjectNotFound,
     UnsupportedObject,
 )
+from s3torrent.fanout import BuildManifest, BuildState, FanoutBuilds, FanoutStore
+from s3torrent.job_queue import JobQueue
 from s3torrent.model import (
     ObjectInfo,
     ObjectRef,
@@ -78,6 +80,11 @@ logger = logging.getLogger(__name__)
 # (each further change sends its own event anyway).
 MAX_REMAKES = 2
 
+# The longest one delivery of a fan-out part may take (Lambda's 15-minute limit), plus a
+# minute of queueing: a running build with no part counted for `job_max_receives` times this
+# has lost a part to the dead-letter queue.
+STALE_PART_SECONDS = 960
+
 HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
 
@@ -99,12 +106,22 @@ class TorrentService:
         objects: S3Objects,
         index: TorrentIndex | None = None,
         hash_records: HashRecords | None = None,
+        *,
+        fanout_store: FanoutStore | None = None,
+        worker_queue: JobQueue | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
         self.index = index  # None: nothing is listed (the CLI, a deployment without a table)
         self.hash_records = hash_records  # collections' records; None: every build reads all
         self.native = NativeTorrents(objects, self.hash_object)
+        # Work over `fanout_part_bytes` spreads over worker invocations where the deployment
+        # has a queue and a table for it (docs/fanout.md); elsewhere one process hashes it all.
+        self.fanout = (
+            FanoutBuilds(objects, fanout_store, worker_queue, self)
+            if fanout_store is not None and worker_queue is not None
+            else None
+        )
 
     # -- public -----------------------------------------------------------------------------
 
@@ -185,6 +202,8 @@ class TorrentService:
             limit = min(limit, max_bytes)
         if info.size > limit:
             return self._skipped(ref, SkipReason.TOO_LARGE, counters, source_etag=info.etag)
+        if self.fans_out(settings, info.size) and max_bytes is None and write:
+            return self._start_fanout(info, options, overrides, counters)
         try:
             torrent, source = self._produce(info, name, settings, options, counters, on_progress)
             if write:
@@ -216,6 +235,98 @@ class TorrentService:
             self.publish(result)
         return result
 
+    def fans_out(self, settings: Settings, size: int) -> bool:
+        """True when `size` bytes are spread over worker invocations (docs/fanout.md)."""
+        part_bytes = settings.fanout_part_bytes
+        return (
+            self.fanout is not None
+            and 0 < part_bytes < size
+            and settings.torrent_source != "native"
+        )
+
+    def build_state(self, bucket: str, key: str) -> BuildState | None:
+        """The latest fan-out build of an object (or a collection's prefix), if any; a
+        running one that has not moved for longer than every delivery of a part could take
+        is reported failed."""
+        if self.fanout is None:
+            return None
+        state = self.fanout.store.latest(bucket, key)
+        if state is None or state.status != "running":
+            return state
+        quiet = self.fanout.store.clock() - state.updated_at
+        if quiet > self.settings.job_max_receives * STALE_PART_SECONDS:
+            reason = f"no part finished for {quiet:.0f} s: see the worker's dead-letter queue"
+            return replace(state, status="failed", reason=reason)
+        return state
+
+    def finish_fanout(self, manifest: BuildManifest, unit_hashes: list[PieceHashes]) -> str | None:
+        """Write the torrent a fan-out build hashed, if its source is still what was hashed;
+        None once written, else why not."""
+        settings = self.settings_for(manifest.overrides or None)
+        if manifest.kind == "collection":
+            return self.collections.finish_fanout(manifest, unit_hashes, settings)
+        ref = ObjectRef(manifest.bucket, manifest.key)
+        options = replace(
+            torrent_options(settings, ref.bucket, ref.key),
+            meta_version=manifest.meta_version,
+            piece_length=manifest.piece_length,
+        )
+        torrent = build_torrent(torrent_name_for_key(ref.key), unit_hashes[0], options)
+        info = ObjectInfo(ref, manifest.size, manifest.etag, manifest.version_id, None)
+        record = self._write_if_current(info, torrent, "computed")
+        if record is None:
+            return f"{ref.uri} changed before its torrent was written"
+        if self._settle_after_write(ref, info, manifest.overrides or None, 0) is not None:
+            return f"{ref.uri} changed while its torrent was written"
+        counters = TransferCounters(bytes_read=manifest.size)
+        result = TorrentResult(
+            outcome=Outcome.CREATED,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            record=record,
+            torrent_bytes=torrent.data,
+            magnet=magnet_link(torrent),
+            source="computed",
+            counters=counters,
+        )
+        self.publish(result)
+        return None
+
+    def _start_fanout(
+        self,
+        info: ObjectInfo,
+        options: TorrentOptions,
+        overrides: Mapping[str, Any] | None,
+        counters: TransferCounters,
+    ) -> TorrentResult:
+        assert self.fanout is not None and options.piece_length is not None
+        ref = info.ref
+        running = self.build_state(ref.bucket, ref.key)
+        if running is None or running.status != "running" or running.etag != info.etag:
+            part_bytes = self.settings_for(overrides).fanout_part_bytes
+            manifest = BuildManifest(
+                kind="object",
+                bucket=ref.bucket,
+                key=ref.key,
+                etag=info.etag,
+                size=info.size,
+                piece_length=options.piece_length,
+                meta_version=MetaVersion(options.meta_version),
+                part_bytes=part_bytes,
+                parts=self.fanout.parts_of([info.size], options.piece_length, part_bytes),
+                version_id=info.version_id,
+                overrides=dict(overrides or {}),
+            )
+            self.fanout.start(manifest)
+        # else: a redelivered event of the same version; its build is under way
+        return TorrentResult(
+            outcome=Outcome.STARTED,
+            ref=ref,
+            torrent_key=ref.torrent_key,
+            counters=counters,
+            source_etag=info.etag,
+        )
+
     def publish(self, result: TorrentResult) -> None:
         """List a stored torrent in the feed index (idempotent: the worker calls it again for
         a torrent it finds fresh, so a retried message completes the index)."""
@@ -225,7 +336,7 @@ class TorrentService:
     @cached_property
     def collections(self) -> CollectionService:
         """The multi-file torrents of prefixes (s3torrent/collections/)."""
-        return CollectionService(self.settings, self.objects, self.hash_records)
+        return CollectionService(self.settings, self.objects, self.hash_records, self.fanout)
 
     def make_collection(
         self,
@@ -251,6 +362,7 @@ class TorrentService:
             write=write,
             on_progress=on_progress,
             match_options=match_options,
+            overrides=overrides,
         )
 
     def remove_torrent(self, ref: ObjectRef) -> TorrentResult:

@@ -98,13 +98,17 @@ class Settings(BaseModel):
     endpoint_credentials_secret: str | None = None
     region: str = "us-east-1"
     # Size limits per path: the API hashes inline only below api_inline_max_bytes and queues
-    # the rest; the worker refuses objects over max_object_bytes (15 minutes of hashing).
+    # the rest; the worker refuses objects (and collections) over max_object_bytes (by default
+    # 16 TiB: libtorrent-based clients load no file of 16 TiB or more).
     api_inline_max_bytes: int = Field(default=256 * MiB, ge=0)
     # The stored `<key>.torrent` is what everyone is served (anonymous users on public
     # prefixes too), so a caller's own options (POST /torrents) make a torrent returned to
     # that caller only, unless the operator lets callers replace the stored one.
     api_callers_may_replace: bool = False
-    max_object_bytes: int = Field(default=1024 * GiB, gt=0)
+    max_object_bytes: int = Field(default=16 * 1024 * GiB, gt=0)
+    # Work over this many bytes is cut into parts of about this size, each hashed by its own
+    # worker invocation (docs/fanout.md says how the default was chosen); 0: never.
+    fanout_part_bytes: int = Field(default=64 * GiB, ge=0)
     # Ranged reader: bytes per GET, and connections per object; each connection's thread
     # hashes what it reads, so the window is also the hashing parallelism (see Performance).
     read_part_bytes: int = Field(default=16 * MiB, ge=64 * 1024)

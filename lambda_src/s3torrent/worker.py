@@ -22,8 +22,10 @@ from s3torrent.job_queue import JobQueue, queue_collection_rebuild
 from s3torrent.messages import (
     COLLECTION_TYPE,
     JOB_TYPE,
+    PART_TYPE,
     CollectionMessage,
     JobMessage,
+    PartMessage,
     parse_message,
 )
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
@@ -53,6 +55,10 @@ def _deadline(
     ref: ObjectRef | CollectionRef, time_left: Callable[[], float] | None
 ) -> HashProgress | None:
     """A progress callback that stops a read the invocation cannot see to its end."""
+    return _deadline_of(ref.uri, time_left)
+
+
+def _deadline_of(what: str, time_left: Callable[[], float] | None) -> HashProgress | None:
     if time_left is None:
         return None
 
@@ -60,7 +66,7 @@ def _deadline(
         left = time_left()
         if left < WRITE_MARGIN_SECONDS and done < total:
             raise OutOfTime(
-                f"{ref.uri}: {done} of {total} bytes hashed with {left:.0f} s of the"
+                f"{what}: {done} of {total} bytes hashed with {left:.0f} s of the"
                 " invocation left; retrying (more memory gives more vCPUs, see Sizing)"
             )
 
@@ -102,6 +108,8 @@ class Worker:
             self._job(payload, delivery)
         elif payload.get("type") == COLLECTION_TYPE:
             self._collection_job(payload, delivery)
+        elif payload.get("type") == PART_TYPE:
+            self._part(payload, delivery)
         else:
             self._reject("unknown message type", keys=sorted(payload)[:10])
 
@@ -191,6 +199,24 @@ class Worker:
             self._reject("not a kept collection (any more)", uri=f"s3://{job.bucket}/{job.prefix}")
             return
         self._build_collection(kept, delivery)
+
+    def _part(self, payload: dict[str, Any], delivery: Delivery) -> None:
+        try:
+            job = parse_message(payload)
+        except InvalidInput as error:
+            self._reject(f"malformed part message: {error}")
+            return
+        assert isinstance(job, PartMessage)  # handle_body passes this type only
+        fanout = self.service.fanout
+        if fanout is None:
+            self._reject("a fan-out part, but this deployment has no table or queue for them")
+            return
+        fanout.run_part(
+            job.build_id,
+            job.part,
+            last_delivery=delivery.last,
+            on_progress=_deadline_of(f"build {job.build_id} part {job.part}", delivery.time_left),
+        )
 
     # -- doing it ----------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def hash_collection(
             builder = PieceHashBuilder(plan.length - plan.read_from, piece_length, MetaVersion.V1)
             stream = ConcatenatedSource(infos, objects.range_source)
             read(
-                _OffsetSource(stream, plan.read_from),
+                OffsetSource(stream, plan.read_from),
                 plan.length - plan.read_from,
                 builder.part,
                 plan.read_from,
@@ -177,6 +177,27 @@ def hash_collection(
     return torrent, record
 
 
+def bytes_to_read(
+    members: Sequence[Member],
+    piece_length: int,
+    options: TorrentOptions,
+    previous: HashRecord | None,
+) -> int:
+    """Bytes `hash_collection` would read for these members with this previous record."""
+    version = MetaVersion(options.meta_version)
+    if previous is not None and not previous.matches(piece_length, version):
+        previous = None
+    if version is MetaVersion.V1:
+        plan = plan_v1_resume(_stream_files(previous), _stream_files_of(members), piece_length)
+        return plan.length - plan.read_from
+    known = previous.by_key() if previous is not None else {}
+    return sum(
+        member.size
+        for member in members
+        if previous is None or previous.reusable(member, known) is None
+    )
+
+
 def _add(total: TransferCounters, part: TransferCounters) -> None:
     total.get_requests += part.get_requests
     total.retries += part.retries
@@ -193,7 +214,7 @@ def _stream_files_of(members: Sequence[Member]) -> list[CollectionFile]:
     return [CollectionFile((member.key,), member.size, member.etag) for member in members]
 
 
-class _OffsetSource:
+class OffsetSource:
     """The bytes of `source` from `offset` on, as a source of their own (v1 resume)."""
 
     def __init__(self, source: RangeSource, offset: int) -> None:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from s3torrent.collections.hashing import collection_files, hash_collection
+from s3torrent.collections.hashing import bytes_to_read, collection_files, hash_collection
 from s3torrent.collections.listing import CollectionRef, Listing, Skipped, collect
-from s3torrent.collections.records import HashRecords
+from s3torrent.collections.records import HashRecord, HashRecords, MemberHashes, stream_record
 from s3torrent.errors import InvalidInput, ObjectChanged, ObjectNotFound
+from s3torrent.fanout.records import BuildManifest
 from s3torrent.model import ListPage, Outcome, SkipReason, TransferCounters
 from s3torrent.policy import collection_options, options_digest
 from s3torrent.s3.objects import S3Objects
@@ -40,13 +41,18 @@ from s3torrent.torrent import (
     CollectionTorrent,
     InvalidTorrent,
     MetaVersion,
+    PieceHashes,
     TorrentError,
     TorrentOptions,
+    build_collection_torrent,
     choose_collection_piece_length,
     invalid_collection_keys,
     magnet_link,
     read_collection_torrent,
 )
+
+if TYPE_CHECKING:
+    from s3torrent.fanout.builds import FanoutBuilds
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +81,54 @@ class CollectionService:
     """Makes, reuses and describes the `<PREFIX>.torrent` of every object under PREFIX/."""
 
     def __init__(
-        self, settings: Settings, objects: S3Objects, records: HashRecords | None = None
+        self,
+        settings: Settings,
+        objects: S3Objects,
+        records: HashRecords | None = None,
+        fanout: FanoutBuilds | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
         self.records = records  # what earlier builds hashed: None reads every member
+        self.fanout = fanout  # spreads big builds over worker invocations (docs/fanout.md)
+
+    def finish_fanout(
+        self, manifest: BuildManifest, unit_hashes: list[PieceHashes], settings: Settings
+    ) -> str | None:
+        """Write the torrent a fan-out build hashed if the listing is still the one hashed
+        (None), and keep its hash record for the next, incremental, build."""
+        ref = CollectionRef(manifest.bucket, manifest.key)
+        version = manifest.meta_version
+        options = collection_options(settings, ref.bucket, ref.prefix, version)
+        files = collection_files(manifest.members)
+        if version is MetaVersion.V1:
+            v1_pieces = unit_hashes[0].v1_pieces or b""
+            torrent = build_collection_torrent(
+                ref.name, files, options, piece_length=manifest.piece_length, v1_pieces=v1_pieces
+            )
+            hash_record = stream_record(manifest.members, manifest.piece_length, v1_pieces)
+        else:
+            torrent = build_collection_torrent(
+                ref.name,
+                files,
+                options,
+                piece_length=manifest.piece_length,
+                file_hashes=unit_hashes,
+            )
+            hash_record = HashRecord(
+                manifest.piece_length,
+                version,
+                members=tuple(
+                    MemberHashes(member.key, member.etag, member.size, hashes)
+                    for member, hashes in zip(manifest.members, unit_hashes, strict=True)
+                ),
+            )
+        if self.records is not None:
+            self.records.save(ref, hash_record)
+        record = _record_of(ref, manifest.etag, torrent, options, manifest.size)
+        if self._store(ref, manifest.etag, torrent, record) is None:
+            return f"{ref.uri} changed before its torrent was written"
+        return None
 
     def make(
         self,
@@ -92,8 +141,12 @@ class CollectionService:
         write: bool = True,
         on_progress: HashProgress | None = None,
         match_options: bool = False,
+        overrides: Mapping[str, Any] | None = None,
     ) -> CollectionResult:
-        """Make (or reuse) the collection's torrent; see the module docstring for the order."""
+        """Make (or reuse) the collection's torrent; see the module docstring for the order.
+
+        `overrides` are what made `settings` from the service's (a fan-out build keeps them).
+        """
         started = time.monotonic()
         settings = settings or self.settings
         counters = TransferCounters()
@@ -126,32 +179,21 @@ class CollectionService:
             )
         except TorrentError as error:
             raise InvalidInput(f"{ref.uri}: {error}") from error
+        if self.fanout is not None and write and max_bytes is None:
+            part_bytes = settings.fanout_part_bytes
+            to_read = bytes_to_read(listing.members, piece_length, options, self._previous(ref))
+            if 0 < part_bytes < to_read:
+                return self._start_fanout(ref, listing, options, piece_length, settings, overrides)
         try:
             torrent = self._hash(ref, listing, options, piece_length, counters, on_progress)
         except ObjectChanged as error:
             logger.info("%s: not written, a member changed: %s", ref.uri, error)
             return self._changed(ref, listing, counters, started)
-        record = CollectionRecord(
-            bucket=ref.bucket,
-            torrent_key=ref.torrent_key,
-            listing_digest=listing.digest,
-            files=len(torrent.files),
-            size=torrent.length,
-            piece_length=torrent.piece_length,
-            meta_version=str(torrent.meta_version),
-            info_hash_v1=torrent.info_hash_v1,
-            info_hash_v2=torrent.info_hash_v2,
-            options_digest=options_digest(options),
-            bytes_read=counters.bytes_read,
-        )
+        record = _record_of(ref, listing.digest, torrent, options, counters.bytes_read)
         stored: CollectionRecord | None = None
         if write:
-            if self._digest_now(ref, options.meta_version) != listing.digest:
-                return self._changed(ref, listing, counters, started)
-            stored = self.objects.put_collection_torrent(ref.torrent_ref, torrent.data, record)
-            if self._digest_now(ref, options.meta_version) != listing.digest:
-                logger.warning("%s changed while its torrent was written: removing it", ref.uri)
-                self.objects.delete_collection_torrent(ref.torrent_ref, stored.etag)
+            stored = self._store(ref, listing.digest, torrent, record)
+            if stored is None:
                 return self._changed(ref, listing, counters, started)
         counters.seconds = time.monotonic() - started
         return CollectionResult(
@@ -306,7 +348,7 @@ class CollectionService:
                 piece_length,
                 counters,
                 on_progress,
-                previous=self.records.load(ref) if self.records is not None else None,
+                previous=self._previous(ref),
             )
         except TorrentError as error:
             raise InvalidInput(f"{ref.uri}: {error}") from error
@@ -314,6 +356,60 @@ class CollectionService:
             # Valid whatever happens to the torrent: every hash is pinned to an ETag.
             self.records.save(ref, record)
         return torrent
+
+    def _store(
+        self,
+        ref: CollectionRef,
+        digest: str,
+        torrent: CollectionTorrent,
+        record: CollectionRecord,
+    ) -> CollectionRecord | None:
+        """Write the torrent if a new listing still has the digest hashed, and list once more
+        after writing; None (nothing left written) when the collection changed."""
+        if self._digest_now(ref, torrent.meta_version) != digest:
+            return None
+        stored = self.objects.put_collection_torrent(ref.torrent_ref, torrent.data, record)
+        if self._digest_now(ref, torrent.meta_version) != digest:
+            logger.warning("%s changed while its torrent was written: removing it", ref.uri)
+            self.objects.delete_collection_torrent(ref.torrent_ref, stored.etag)
+            return None
+        return stored
+
+    def _previous(self, ref: CollectionRef) -> HashRecord | None:
+        return self.records.load(ref) if self.records is not None else None
+
+    def _start_fanout(
+        self,
+        ref: CollectionRef,
+        listing: Listing,
+        options: TorrentOptions,
+        piece_length: int,
+        settings: Settings,
+        overrides: Mapping[str, Any] | None,
+    ) -> CollectionResult:
+        assert self.fanout is not None
+        version = MetaVersion(options.meta_version)
+        manifest = BuildManifest(
+            kind="collection",
+            bucket=ref.bucket,
+            key=ref.prefix,
+            etag=listing.digest,
+            size=listing.size,
+            piece_length=piece_length,
+            meta_version=version,
+            part_bytes=settings.fanout_part_bytes,
+            parts=0,
+            overrides=dict(overrides or {}),
+            members=listing.members,
+        )
+        manifest = replace(
+            manifest,
+            parts=self.fanout.parts_of(
+                manifest.unit_sizes, piece_length, settings.fanout_part_bytes
+            ),
+        )
+        self.fanout.start(manifest)
+        return CollectionResult(Outcome.STARTED, ref, skipped=listing.skipped)
 
     def _digest_now(self, ref: CollectionRef, meta_version: MetaVersion) -> str | None:
         try:
@@ -327,6 +423,28 @@ class CollectionService:
     ) -> CollectionResult:
         counters.seconds = time.monotonic() - started
         return CollectionResult(Outcome.CHANGED, ref, skipped=listing.skipped, counters=counters)
+
+
+def _record_of(
+    ref: CollectionRef,
+    digest: str,
+    torrent: CollectionTorrent,
+    options: TorrentOptions,
+    bytes_read: int,
+) -> CollectionRecord:
+    return CollectionRecord(
+        bucket=ref.bucket,
+        torrent_key=ref.torrent_key,
+        listing_digest=digest,
+        files=len(torrent.files),
+        size=torrent.length,
+        piece_length=torrent.piece_length,
+        meta_version=str(torrent.meta_version),
+        info_hash_v1=torrent.info_hash_v1,
+        info_hash_v2=torrent.info_hash_v2,
+        options_digest=options_digest(options),
+        bytes_read=bytes_read,
+    )
 
 
 def _magnet_of(data: bytes) -> str | None:

@@ -16,6 +16,7 @@ import boto3
 from s3torrent.backfill import Backfills, ProgressStore
 from s3torrent.collections.record_store import TableHashRecords
 from s3torrent.errors import NotConfigured
+from s3torrent.fanout import FanoutStore
 from s3torrent.job_queue import JobQueue
 from s3torrent.publishing import FeedIndex, Publisher
 from s3torrent.s3.objects import S3Objects
@@ -48,8 +49,18 @@ class Runtime:
         # the deployment has its table.
         if not self.settings.backfill_table:
             return TorrentService(self.settings, self.objects)
-        records = TableHashRecords(self._client("dynamodb"), self.settings.backfill_table)
-        return TorrentService(self.settings, self.objects, self.feed_index, records)
+        table = self.settings.backfill_table
+        records = TableHashRecords(self._client("dynamodb"), table)
+        # Fan-out builds need the worker queue for their parts (docs/fanout.md).
+        fanout = FanoutStore(self._client("dynamodb"), table) if self.settings.queue_url else None
+        return TorrentService(
+            self.settings,
+            self.objects,
+            self.feed_index,
+            records,
+            fanout_store=fanout,
+            worker_queue=self.worker_queue if self.settings.queue_url else None,
+        )
 
     @cached_property
     def feed_index(self) -> FeedIndex:

@@ -31,6 +31,7 @@ from s3torrent.torrent.errors import (
 from s3torrent.torrent.hashing import (
     MetaVersion,
     PartHasher,
+    PartHashes,
     PieceHashBuilder,
     PieceHashes,
     hash_bytes,
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidTorrent",
     "MetaVersion",
     "PartHasher",
+    "PartHashes",
     "PieceHashBuilder",
     "PieceHashes",
     "StreamSlice",

@@ -65,6 +65,23 @@ class PieceHashes:
         return -(-self.length // self.piece_length)
 
 
+@dataclass(frozen=True)
+class PartHashes:
+    """The hashes of one run of whole pieces of a file: what a fan-out part hands over.
+
+    `PieceHashBuilder.part_hashes` takes them out of the builder that hashed the run;
+    `PieceHashBuilder.add_part_hashes` puts them into another one (the assembler's), as if
+    that builder had hashed the run itself.
+    """
+
+    first_piece: int
+    count: int
+    v1: bytes  # 20 bytes per piece (v1 and hybrid), else empty
+    v2: bytes  # 32 bytes per piece: the piece layer's nodes (v2 and hybrid), else empty
+    tail_root: bytes | None = None  # v2: the last piece's own root, when the run holds it
+    v1_padded_last: bytes | None = None  # `pad_last_piece`: when the run holds the last piece
+
+
 def validate_piece_length(piece_length: int) -> int:
     """Return `piece_length` if it is a power of two of at least 16 KiB (BEP 3, BEP 52)."""
     if (
@@ -174,6 +191,49 @@ class PieceHashBuilder:
         if stop != self.length and stop % self.piece_length:
             raise ValueError(f"a part must end on a piece boundary: {stop}")
         return PartHasher(self, start, stop)
+
+    def part_hashes(self, start: int, stop: int) -> PartHashes:
+        """The hashes of the part [start, stop) (as for `part`), once it has been fed."""
+        self.part(start, stop)  # the same bounds
+        first = start // self.piece_length
+        end = -(-stop // self.piece_length)
+        with self._lock:
+            missing = end - first - self._hashed[first:end].count(1)
+        if missing:
+            raise ValueError(f"{missing} pieces of [{start}, {stop}) not hashed")
+        last = end == self.num_pieces
+        return PartHashes(
+            first_piece=first,
+            count=end - first,
+            v1=bytes(self._v1_slots[first * 20 : end * 20]),
+            v2=bytes(self._v2_slots[first * _HASH_SIZE : end * _HASH_SIZE]),
+            tail_root=self._tail_root if last and self.v2 else None,
+            v1_padded_last=self._v1_padded_last if last else None,
+        )
+
+    def add_part_hashes(self, hashes: PartHashes) -> None:
+        """Take a part's hashes from another builder of the same file, piece length, meta
+        version and padding (InvalidTorrent when they cannot be from one)."""
+        first, end = hashes.first_piece, hashes.first_piece + hashes.count
+        last = end == self.num_pieces
+        if (
+            not 0 <= first < end <= self.num_pieces
+            or len(hashes.v1) != (20 * hashes.count if self.v1 else 0)
+            or len(hashes.v2) != (_HASH_SIZE * hashes.count if self.v2 else 0)
+            or (last and self.v2 and hashes.tail_root is None)
+            or (last and self._tail_pad and hashes.v1_padded_last is None)
+        ):
+            raise InvalidTorrent(
+                f"the hashes of pieces {first}..{end - 1} do not fit a file of"
+                f" {self.num_pieces} pieces of {self.piece_length} bytes ({self.meta_version})"
+            )
+        self._v1_slots[first * 20 : end * 20] = hashes.v1
+        self._v2_slots[first * _HASH_SIZE : end * _HASH_SIZE] = hashes.v2
+        if last:
+            self._tail_root = hashes.tail_root if self.v2 else None
+            self._v1_padded_last = hashes.v1_padded_last if self._tail_pad else None
+        with self._lock:
+            self._hashed[first:end] = b"\x01" * hashes.count
 
     def finish(self) -> PieceHashes:
         """The piece hashes, once every part has been fed all its bytes."""

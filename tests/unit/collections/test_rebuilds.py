@@ -13,7 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from s3torrent.collections import CollectionRef, record_store
+from s3torrent import table_blobs
+from s3torrent.collections import CollectionRef
 from s3torrent.collections.record_store import RECORD_PREFIX, TableHashRecords
 from s3torrent.collections.records import (
     HashRecord,
@@ -137,7 +138,7 @@ def test_a_record_of_another_piece_length_is_not_used(s3: Any, dynamodb: Any) ->
 def test_a_big_record_is_chunked_and_the_old_chunks_go(
     s3: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(record_store, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(table_blobs, "CHUNK_BYTES", 1000)
     store = TableHashRecords(dynamodb, TABLE)
     record = _hybrid_record(files=40, pieces=8, seed=1)
     store.save(REF, record)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from s3torrent.collections import CollectionResult
+from s3torrent.fanout import BuildState
 from s3torrent.model import MAX_KEY_BYTES, TorrentResult
 from s3torrent.settings import MetaVersionSetting
 from s3torrent.torrent import InvalidPieceLength, read_torrent, validate_piece_length
@@ -92,12 +93,18 @@ class CreateTorrentRequest(_Strict):
     _key = field_validator("key")(_check_key)
 
 
+def _etags_of(info: TorrentInfo) -> set[str | None]:
+    return {info.source_etag, info.listing_digest} - {None}
+
+
 class TorrentInfo(BaseModel):
     """A torrent next to an object: what it describes and how to fetch it."""
 
-    status: Literal["created", "fresh", "stale", "custom"] = Field(
+    status: Literal["created", "fresh", "stale", "custom", "building", "failed"] = Field(
         description="created now; fresh (built from the object's current ETag); stale;"
-        " custom (made with the request's own options, returned in `torrent`, not stored)"
+        " custom (made with the request's own options, returned in `torrent`, not stored);"
+        " building (a fan-out build is under way: see `parts`); failed (the last fan-out"
+        " build of this version wrote nothing: see `reason`)"
     )
     bucket: str
     key: str
@@ -129,6 +136,33 @@ class TorrentInfo(BaseModel):
     skipped: list[dict[str, str]] | None = Field(
         default=None, description="collections: keys under the prefix left out, and why"
     )
+    parts: int = Field(default=1, description="parts the build is split into (1: one worker)")
+    parts_done: int | None = Field(default=None, description="parts hashed so far")
+    reason: str | None = Field(default=None, description="status failed: why")
+
+    def with_build(self, build: BuildState | None) -> TorrentInfo:
+        """This view with the parts of the fan-out build that made it (1 of 1 when none)."""
+        if build is None or build.status != "done" or build.etag not in _etags_of(self):
+            return self.model_copy(update={"parts_done": self.parts_done or self.parts})
+        return self.model_copy(update={"parts": build.parts, "parts_done": build.parts_done})
+
+    @classmethod
+    def from_build(cls, build: BuildState, kind: str) -> TorrentInfo:
+        """A build under way (or failed) with no current torrent to show."""
+        return cls.model_validate(
+            {
+                "status": "building" if build.status == "running" else "failed",
+                "kind": kind,
+                "bucket": build.bucket,
+                "key": build.key,
+                "torrent_key": None,
+                "parts": build.parts,
+                "parts_done": build.parts_done,
+                "reason": build.reason,
+                "source_etag": build.etag if kind == "object" else None,
+                "listing_digest": build.etag if kind == "collection" else None,
+            }
+        )
 
     @classmethod
     def from_collection(cls, result: CollectionResult, status: str) -> TorrentInfo:

@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote
 from aws_lambda_powertools.event_handler import Response
 
 from s3torrent.collections import CollectionRef
-from s3torrent.errors import CustomTorrentNotInline, InvalidInput
+from s3torrent.errors import CustomTorrentNotInline, InvalidInput, ObjectNotFound
 from s3torrent.handlers.api.caller import check_allowed, check_caller, check_signed
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
@@ -109,14 +109,26 @@ def describe_torrent(bucket: str, key: str) -> Response[Any]:
     runtime = request_runtime(router)
     ref = ObjectRef(unquote(bucket), unquote(key))
     check_caller(router.current_event, runtime.settings, ref)
-    if ref.key.endswith("/"):  # a prefix: its collection's torrent
-        described = runtime.service.collections.describe(CollectionRef(ref.bucket, ref.key))
-        status = "fresh" if described.outcome is Outcome.FRESH else "stale"
-        info = TorrentInfo.from_collection(described, status)
-        return json_response(HTTPStatus.OK, info.model_dump())
-    result = runtime.service.describe(ref)
-    status = "fresh" if result.outcome is Outcome.FRESH else "stale"
-    return json_response(HTTPStatus.OK, TorrentInfo.from_result(result, status).model_dump())
+    collection = ref.key.endswith("/")  # a prefix: its collection's torrent
+    kind = "collection" if collection else "object"
+    # A fan-out build of a version with no torrent yet is reported with its parts.
+    build = runtime.service.build_state(ref.bucket, ref.key)
+    try:
+        if collection:
+            described = runtime.service.collections.describe(CollectionRef(ref.bucket, ref.key))
+            fresh = described.outcome is Outcome.FRESH
+            info = TorrentInfo.from_collection(described, "fresh" if fresh else "stale")
+        else:
+            result = runtime.service.describe(ref)
+            fresh = result.outcome is Outcome.FRESH
+            info = TorrentInfo.from_result(result, "fresh" if fresh else "stale")
+    except ObjectNotFound:
+        if build is None or build.status == "done":
+            raise
+        return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
+    if not fresh and build is not None and build.status != "done":
+        return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
+    return json_response(HTTPStatus.OK, info.with_build(build).model_dump())
 
 
 def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Response[Any]:

@@ -1,0 +1,183 @@
+"""What a fan-out build keeps between its invocations, as plain values, and their encoding.
+
+The *manifest* is written once when the build starts: what is hashed (the object and its
+ETag, or the collection's members and theirs), the piece length, meta version and options,
+and the part size, so every part cuts the same plan (`plan.py`) and pins its ranges to the
+ETags seen at the start. A *part record* is one part's hashes (`PartHashes` per unit it
+touched). Both are bencode (bytes need no escaping); the manifest is zlib-compressed (keys
+and ETags compress, hashes do not). No AWS here.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from s3torrent.collections.listing import Member
+from s3torrent.torrent import MetaVersion, PartHashes
+from s3torrent.torrent.bencode import decode, encode
+from s3torrent.torrent.errors import BencodeError
+
+FORMAT = 1
+
+BuildKind = Literal["object", "collection"]
+
+
+class UnreadableRecord(ValueError):
+    """A stored manifest or part record that is not what this code writes."""
+
+
+@dataclass(frozen=True)
+class BuildManifest:
+    """Everything a part or the assembly needs to know about the build it belongs to."""
+
+    kind: BuildKind
+    bucket: str
+    key: str  # the object's key, or the collection's prefix (ending in '/')
+    etag: str  # the object's ETag; a collection's listing digest
+    size: int  # bytes hashed: the object's, or every member's together
+    piece_length: int
+    meta_version: MetaVersion
+    part_bytes: int
+    parts: int
+    version_id: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # the caller's options
+    members: tuple[Member, ...] = ()  # a collection's, in listing order
+
+    @property
+    def unit_sizes(self) -> list[int]:
+        """The sizes of what is hashed, one builder each (`plan.py`)."""
+        if self.kind == "object" or self.meta_version is MetaVersion.V1:
+            return [self.size]  # the object, or a v1 collection's stream
+        return [member.size for member in self.members]
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def encode_manifest(manifest: BuildManifest) -> bytes:
+    """The manifest as zlib-compressed bencode."""
+    value: dict[str, object] = {
+        "format": FORMAT,
+        "kind": manifest.kind,
+        "bucket": manifest.bucket,
+        "key": manifest.key,
+        "etag": manifest.etag,
+        "size": manifest.size,
+        "piece length": manifest.piece_length,
+        "meta version": str(manifest.meta_version),
+        "part bytes": manifest.part_bytes,
+        "parts": manifest.parts,
+        "overrides": json.dumps(dict(manifest.overrides), sort_keys=True),
+        "members": [
+            [member.key, member.etag, member.size, list(member.path)] for member in manifest.members
+        ],
+    }
+    if manifest.version_id is not None:
+        value["version id"] = manifest.version_id
+    return zlib.compress(encode(value), 6)
+
+
+def decode_manifest(data: bytes) -> BuildManifest:
+    """The manifest `encode_manifest` wrote (UnreadableRecord for anything else)."""
+    try:
+        value = decode(zlib.decompress(data))
+        if not isinstance(value, dict) or value.get(b"format") != FORMAT:
+            raise UnreadableRecord("not a fan-out manifest of this format")
+        kind = _text(value[b"kind"])
+        if kind not in ("object", "collection"):
+            raise UnreadableRecord(f"unknown build kind {kind!r}")
+        overrides = json.loads(_text(value[b"overrides"]))
+        if not isinstance(overrides, dict):
+            raise UnreadableRecord("overrides are not an object")
+        members = tuple(_member(item) for item in _list(value[b"members"]))
+        version_id = value.get(b"version id")
+        return BuildManifest(
+            kind="object" if kind == "object" else "collection",
+            bucket=_text(value[b"bucket"]),
+            key=_text(value[b"key"]),
+            etag=_text(value[b"etag"]),
+            size=_int(value[b"size"]),
+            piece_length=_int(value[b"piece length"]),
+            meta_version=MetaVersion(_text(value[b"meta version"])),
+            part_bytes=_int(value[b"part bytes"]),
+            parts=_int(value[b"parts"]),
+            version_id=None if version_id is None else _text(version_id),
+            overrides=overrides,
+            members=members,
+        )
+    except (zlib.error, BencodeError, KeyError, TypeError, ValueError) as error:
+        if isinstance(error, UnreadableRecord):
+            raise
+        raise UnreadableRecord(f"unreadable fan-out manifest: {error}") from error
+
+
+def encode_part(hashes: Sequence[tuple[int, PartHashes]]) -> bytes:
+    """One part's record: for each unit it touched, that unit's index and hashes."""
+    return encode(
+        [
+            [
+                unit,
+                part.first_piece,
+                part.count,
+                part.v1,
+                part.v2,
+                part.tail_root or b"",
+                part.v1_padded_last or b"",
+            ]
+            for unit, part in hashes
+        ]
+    )
+
+
+def decode_part(data: bytes) -> list[tuple[int, PartHashes]]:
+    """The hashes `encode_part` wrote (UnreadableRecord for anything else)."""
+    try:
+        found = []
+        for item in _list(decode(data)):
+            unit, first, count, v1, v2, tail, padded = _list(item)
+            hashes = PartHashes(
+                first_piece=_int(first),
+                count=_int(count),
+                v1=_bytes(v1),
+                v2=_bytes(v2),
+                tail_root=_bytes(tail) or None,
+                v1_padded_last=_bytes(padded) or None,
+            )
+            found.append((_int(unit), hashes))
+        return found
+    except (BencodeError, TypeError, ValueError) as error:
+        raise UnreadableRecord(f"unreadable part record: {error}") from error
+
+
+def _member(item: object) -> Member:
+    key, etag, size, path = _list(item)
+    return Member(_text(key), tuple(_text(part) for part in _list(path)), _int(size), _text(etag))
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"not a list: {type(value).__name__}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, bytes):
+        raise TypeError(f"not a string: {type(value).__name__}")
+    return value.decode("utf-8")
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise TypeError(f"not a count: {value!r}")
+    return value
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"not bytes: {type(value).__name__}")
+    return value
