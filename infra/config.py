@@ -52,6 +52,7 @@ STACK_OWNED_FIELDS = frozenset(
         "backfill_queue_url",
         "backfill_table",
         "job_max_receives",
+        "job_visibility_seconds",
         "endpoint_credentials_secret",
     }
 )

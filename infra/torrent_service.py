@@ -334,6 +334,7 @@ class S3TorrentService(Construct):
                 "backfill_queue_url": self.backfill_queue.queue_url,
                 "backfill_table": self.table.table_name,
                 "job_max_receives": self.config.max_receive_count,
+                "job_visibility_seconds": VISIBILITY_FACTOR * self.config.worker_timeout_seconds,
                 # An endpoint_url store's key pair: the functions may read this secret only.
                 "endpoint_credentials_secret": self.config.endpoint_credentials_secret_arn,
             }
@@ -378,11 +379,15 @@ class S3TorrentService(Construct):
         grants.kms(self.worker)
         self._table_access(self.worker, "UpdateItem")
         self._feed_access(self.worker, "BatchWriteItem")  # lists and unlists torrents in feeds
-        if self.config.settings.collections:
+        fans_out = self.config.settings.fanout_part_bytes > 0
+        if self.config.settings.collections or fans_out:
             # Kept collections: a change sends a delayed rebuild to this very queue (debounced
             # by a mark: UpdateItem, above), which reads and saves the collection's records.
+            # Fan-out: a big build sends its parts to this very queue (docs/fanout.md).
             self.worker_queue.grant_send_messages(self.worker.role)
             self._record_access(self.worker)
+        if fans_out:
+            self._fanout_access(self.worker)
         # backfill: decides from the listing alone (planner.py), so ListBucket is all it reads.
         grants.list_prefixes(self.backfill)
         self.worker_queue.grant_send_messages(self.backfill.role)
@@ -409,6 +414,20 @@ class S3TorrentService(Construct):
             iam.PolicyStatement(
                 sid="CollectionRecords",
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                resources=[self.table.table_arn],
+            ),
+        )
+
+    def _fanout_access(self, fn: TorrentFunction) -> None:
+        # Fan-out builds (s3torrent/fanout/store.py): a status item counted with UpdateItem,
+        # the manifest (GetItem, PutItem, DeleteItem, as collection records), part records
+        # read back in batches of 100 and deleted in batches of 25.
+        nag.grant(
+            fn,
+            fn.role,
+            iam.PolicyStatement(
+                sid="FanoutBuilds",
+                actions=["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
                 resources=[self.table.table_arn],
             ),
         )

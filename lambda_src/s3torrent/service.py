@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from s3torrent.collections import CollectionRef, CollectionResult, CollectionService
 from s3torrent.collections.records import HashRecords
@@ -35,7 +35,6 @@ from s3torrent.errors import (
     UnsupportedObject,
 )
 from s3torrent.fanout import BuildManifest, BuildState, FanoutBuilds, FanoutStore
-from s3torrent.job_queue import JobQueue
 from s3torrent.model import (
     ObjectInfo,
     ObjectRef,
@@ -73,6 +72,9 @@ from s3torrent.torrent import (
     torrent_name_for_key,
 )
 
+if TYPE_CHECKING:  # at run time: job_queue loads observability, and with it Powertools' logger
+    from s3torrent.job_queue import JobQueue
+
 logger = logging.getLogger(__name__)
 
 
@@ -80,10 +82,8 @@ logger = logging.getLogger(__name__)
 # (each further change sends its own event anyway).
 MAX_REMAKES = 2
 
-# The longest one delivery of a fan-out part may take (Lambda's 15-minute limit), plus a
-# minute of queueing: a running build with no part counted for `job_max_receives` times this
-# has lost a part to the dead-letter queue.
-STALE_PART_SECONDS = 960
+# Slack on top of every delivery of a part (queueing, clock skew between invocations).
+STALE_SLACK_SECONDS = 300
 
 HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
@@ -254,7 +254,14 @@ class TorrentService:
         if state is None or state.status != "running":
             return state
         quiet = self.fanout.store.clock() - state.updated_at
-        if quiet > self.settings.job_max_receives * STALE_PART_SECONDS:
+        # Every delivery of a part that dies unheard (killed at its timeout, out of memory)
+        # holds the message for the queue's visibility timeout: past them all, no part can
+        # still be coming back, and the DLQ holds it.
+        settings = self.settings
+        if (
+            quiet
+            > settings.job_max_receives * settings.job_visibility_seconds + STALE_SLACK_SECONDS
+        ):
             reason = f"no part finished for {quiet:.0f} s: see the worker's dead-letter queue"
             return replace(state, status="failed", reason=reason)
         return state

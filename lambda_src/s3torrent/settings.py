@@ -134,6 +134,9 @@ class Settings(BaseModel):
     # maxReceiveCount, set by the stack): a backfill job failing on its last delivery is
     # counted failed, so the backfill still completes.
     job_max_receives: int = Field(default=5, ge=1, le=1000)
+    # The worker queue's visibility timeout (set by the stack): how long a delivery that died
+    # without a word stays invisible before SQS hands the message out again.
+    job_visibility_seconds: int = Field(default=5400, ge=1, le=43200)
 
     @field_validator("piece_length")
     @classmethod

@@ -141,6 +141,7 @@ def test_every_context_key_is_documented_once_in_the_deploy_table() -> None:
         "backfill_queue_url",
         "backfill_table",
         "job_max_receives",  # set by the stack from max_receive_count
+        "job_visibility_seconds",  # set by the stack from worker_timeout_seconds
         "endpoint_credentials_secret",  # set by the stack from endpoint_credentials_secret_arn
     }
     keys |= set(FLAT_KEYS)

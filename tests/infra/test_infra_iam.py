@@ -84,12 +84,15 @@ def test_worker_role_is_exactly_what_the_worker_needs(full: dict[str, Any]) -> N
     )
     assert actions_on(granted, "kms:") == pairs({"kms:Decrypt", "kms:GenerateDataKey"}, [KMS_KEY])
     table = arn_of(full, "AWS::DynamoDB::Table", "Backfills")
-    # UpdateItem: backfill counters and kept collections' rebuild marks; BatchWriteItem: the
-    # feed index (publishing/index.py); Get/Put/DeleteItem: collections' hash records.
+    # UpdateItem: backfill counters, kept collections' rebuild marks and fan-out completion
+    # counts; BatchWriteItem: the feed index (publishing/index.py) and fan-out part records;
+    # BatchGetItem: fan-out part records; Get/Put/DeleteItem: collections' hash records and
+    # fan-out manifests.
     assert actions_on(granted, "dynamodb:") == pairs(
         {
             "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",

@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from s3torrent.collections.hashing import OffsetSource, member_info
 from s3torrent.collections.listing import CollectionRef
@@ -29,7 +29,6 @@ from s3torrent.errors import ObjectChanged, ObjectNotFound, S3TorrentError
 from s3torrent.fanout.plan import Slice, count_parts, part_slices
 from s3torrent.fanout.records import BuildManifest, UnreadableRecord, decode_part, encode_part
 from s3torrent.fanout.store import BuildState, FanoutStore
-from s3torrent.job_queue import JobQueue
 from s3torrent.messages import PartMessage
 from s3torrent.model import ObjectInfo, ObjectRef, TransferCounters
 from s3torrent.s3.objects import S3Objects, is_retryable
@@ -42,6 +41,9 @@ from s3torrent.torrent import (
     collection_file_builder,
     hash_collection_file,
 )
+
+if TYPE_CHECKING:  # at run time: job_queue loads observability, and with it Powertools' logger
+    from s3torrent.job_queue import JobQueue
 
 logger = logging.getLogger(__name__)
 

@@ -218,3 +218,20 @@ def test_a_part_that_always_fails_fails_the_build_on_its_last_delivery(
     assert "S3 keeps failing this part" in (state.reason or "")
     drain(aws, worker)  # the other parts of a failed build do nothing
     assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix=KEY + ".torrent")
+
+
+def test_a_build_no_part_reports_for_longer_than_every_delivery_could_take_reads_failed(
+    aws: dict[str, Any],
+) -> None:
+    aws["s3"].put_object(Bucket=BUCKET, Key=KEY, Body=random.Random(8).randbytes(16 * PART))
+    service = make_service(aws, job_max_receives=3, job_visibility_seconds=600)
+    service.make_torrent(ObjectRef(BUCKET, KEY))
+    assert service.fanout is not None
+    started = service.fanout.store.clock()
+    service.fanout.store.clock = lambda: started + 3 * 600 + 200  # within the slack
+    state = service.build_state(BUCKET, KEY)
+    assert state is not None and state.status == "running"
+    service.fanout.store.clock = lambda: started + 3 * 600 + 400
+    state = service.build_state(BUCKET, KEY)
+    assert state is not None and state.status == "failed"
+    assert "dead-letter queue" in (state.reason or "")

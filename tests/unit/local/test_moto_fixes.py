@@ -148,3 +148,41 @@ def test_concurrent_deletes_neither_resurrect_nor_lose_messages() -> None:
         assert concurrent_deletes_and_sends() == (0, 0)
     finally:
         moto_fixes.uninstall()
+
+
+def test_ranged_gets_read_only_their_range_and_give_moto_s_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and 4 bytes
+    ranges = ["bytes=0-0", "bytes=5-70000", "bytes=1048575-1048579", "bytes=1000-9999999"]
+    ranges += ["bytes=-10", "bytes=1048570-", ""]  # not plain ranges: moto's own path
+
+    def fetch_all() -> list[bytes]:
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="bkt")
+            s3.put_object(Bucket="bkt", Key="k", Body=data)
+            got = []
+            for spec in ranges:
+                extra = {"Range": spec} if spec else {}
+                got.append(s3.get_object(Bucket="bkt", Key="k", **extra)["Body"].read())
+            return got
+
+    moto_fixes.uninstall()
+    own = fetch_all()
+    windows = []
+    original_init = moto_fixes._RangeWindow.__init__
+
+    def counting_init(self: Any, key: Any) -> None:
+        windows.append(key)
+        original_init(self, key)
+
+    monkeypatch.setattr(moto_fixes._RangeWindow, "__init__", counting_init)
+    moto_fixes.install()
+    try:
+        fixed = fetch_all()
+    finally:
+        moto_fixes.uninstall()
+    assert fixed == own
+    assert own[1] == data[5:70001] and own[3] == data[1000:]
+    assert len(windows) == 4  # the four plain ranges read through the window, no whole copy
