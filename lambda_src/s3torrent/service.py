@@ -82,8 +82,6 @@ logger = logging.getLogger(__name__)
 # (each further change sends its own event anyway).
 MAX_REMAKES = 2
 
-# Slack on top of every delivery of a part (queueing, clock skew between invocations).
-STALE_SLACK_SECONDS = 300
 
 HashProgress = Callable[[int, int], None]
 """Called with (bytes hashed so far, object size) as a computed torrent advances."""
@@ -118,7 +116,16 @@ class TorrentService:
         # Work over `fanout_part_bytes` spreads over worker invocations where the deployment
         # has a queue and a table for it (docs/fanout.md); elsewhere one process hashes it all.
         self.fanout = (
-            FanoutBuilds(objects, fanout_store, worker_queue, self)
+            FanoutBuilds(
+                objects,
+                fanout_store,
+                worker_queue,
+                self,
+                # Every delivery of a part that dies unheard (killed at its timeout, out of
+                # memory) holds its message for the queue's visibility timeout.
+                delivery_seconds=settings.job_visibility_seconds,
+                deliveries=settings.job_max_receives,
+            )
             if fanout_store is not None and worker_queue is not None
             else None
         )
@@ -245,28 +252,12 @@ class TorrentService:
         )
 
     def build_state(self, bucket: str, key: str) -> BuildState | None:
-        """The latest fan-out build of an object (or a collection's prefix), if any; a
-        running one that has not moved for longer than every delivery of a part could take
-        is reported failed."""
-        if self.fanout is None:
-            return None
-        state = self.fanout.store.latest(bucket, key)
-        if state is None or state.status != "running":
-            return state
-        quiet = self.fanout.store.clock() - state.updated_at
-        # Every delivery of a part that dies unheard (killed at its timeout, out of memory)
-        # holds the message for the queue's visibility timeout: past them all, no part can
-        # still be coming back, and the DLQ holds it.
-        settings = self.settings
-        if (
-            quiet
-            > settings.job_max_receives * settings.job_visibility_seconds + STALE_SLACK_SECONDS
-        ):
-            reason = f"no part finished for {quiet:.0f} s: see the worker's dead-letter queue"
-            return replace(state, status="failed", reason=reason)
-        return state
+        """The latest fan-out build of an object (or a collection's prefix), if any."""
+        return self.fanout.latest(bucket, key) if self.fanout is not None else None
 
-    def finish_fanout(self, manifest: BuildManifest, unit_hashes: list[PieceHashes]) -> str | None:
+    def finish_fanout(
+        self, manifest: BuildManifest, unit_hashes: list[PieceHashes | None]
+    ) -> str | None:
         """Write the torrent a fan-out build hashed, if its source is still what was hashed;
         None once written, else why not."""
         settings = self.settings_for(manifest.overrides or None)
@@ -278,7 +269,9 @@ class TorrentService:
             meta_version=manifest.meta_version,
             piece_length=manifest.piece_length,
         )
-        torrent = build_torrent(torrent_name_for_key(ref.key), unit_hashes[0], options)
+        hashes = unit_hashes[0]
+        assert hashes is not None  # an object's one unit is always read
+        torrent = build_torrent(torrent_name_for_key(ref.key), hashes, options)
         info = ObjectInfo(ref, manifest.size, manifest.etag, manifest.version_id, None)
         record = self._write_if_current(info, torrent, "computed")
         if record is None:
@@ -308,8 +301,7 @@ class TorrentService:
     ) -> TorrentResult:
         assert self.fanout is not None and options.piece_length is not None
         ref = info.ref
-        running = self.build_state(ref.bucket, ref.key)
-        if running is None or running.status != "running" or running.etag != info.etag:
+        if self.fanout.running(ref.bucket, ref.key, info.etag) is None:
             part_bytes = self.settings_for(overrides).fanout_part_bytes
             manifest = BuildManifest(
                 kind="object",

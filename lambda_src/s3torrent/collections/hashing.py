@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 
 from s3torrent.collections.listing import CollectionRef, Member
 from s3torrent.collections.reading import ConcatenatedSource
@@ -27,6 +28,7 @@ from s3torrent.torrent import (
     PieceHashBuilder,
     PieceHashes,
     TorrentOptions,
+    V1Resume,
     build_collection_torrent,
     collection_file_builder,
     hash_collection_file,
@@ -177,25 +179,46 @@ def hash_collection(
     return torrent, record
 
 
-def bytes_to_read(
+@dataclass(frozen=True)
+class Reuse:
+    """What a build of these members can take from the previous record instead of reading."""
+
+    held: tuple[int, ...] = ()  # v2, hybrid: members whose stored hashes still hold
+    stream_offset: int = 0  # v1: the stream's bytes before this are in the stored pieces
+    to_read: int = 0  # bytes left to read
+
+
+def plan_reuse(
     members: Sequence[Member],
     piece_length: int,
     options: TorrentOptions,
     previous: HashRecord | None,
-) -> int:
-    """Bytes `hash_collection` would read for these members with this previous record."""
+) -> Reuse:
+    """What `hash_collection` would reuse and read for these members with this record."""
     version = MetaVersion(options.meta_version)
     if previous is not None and not previous.matches(piece_length, version):
         previous = None
     if version is MetaVersion.V1:
         plan = plan_v1_resume(_stream_files(previous), _stream_files_of(members), piece_length)
-        return plan.length - plan.read_from
-    known = previous.by_key() if previous is not None else {}
-    return sum(
-        member.size
-        for member in members
-        if previous is None or previous.reusable(member, known) is None
+        return Reuse(stream_offset=plan.read_from, to_read=plan.length - plan.read_from)
+    if previous is None:
+        return Reuse(to_read=sum(member.size for member in members))
+    known = previous.by_key()
+    held = tuple(
+        index
+        for index, member in enumerate(members)
+        if member.size and previous.reusable(member, known) is not None
     )
+    kept = set(held)
+    to_read = sum(member.size for index, member in enumerate(members) if index not in kept)
+    return Reuse(held=held, to_read=to_read)
+
+
+def resume_v1(
+    previous: HashRecord | None, members: Sequence[Member], piece_length: int
+) -> V1Resume:
+    """`plan_v1_resume` of these members against a record (v1 collections)."""
+    return plan_v1_resume(_stream_files(previous), _stream_files_of(members), piece_length)
 
 
 def _add(total: TransferCounters, part: TransferCounters) -> None:

@@ -27,7 +27,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from s3torrent.collections.hashing import bytes_to_read, collection_files, hash_collection
+from s3torrent.collections.hashing import (
+    Reuse,
+    collection_files,
+    hash_collection,
+    plan_reuse,
+    resume_v1,
+)
 from s3torrent.collections.listing import CollectionRef, Listing, Skipped, collect
 from s3torrent.collections.records import HashRecord, HashRecords, MemberHashes, stream_record
 from s3torrent.errors import InvalidInput, ObjectChanged, ObjectNotFound
@@ -93,7 +99,10 @@ class CollectionService:
         self.fanout = fanout  # spreads big builds over worker invocations (docs/fanout.md)
 
     def finish_fanout(
-        self, manifest: BuildManifest, unit_hashes: list[PieceHashes], settings: Settings
+        self,
+        manifest: BuildManifest,
+        unit_hashes: list[PieceHashes | None],
+        settings: Settings,
     ) -> str | None:
         """Write the torrent a fan-out build hashed if the listing is still the one hashed
         (None), and keep its hash record for the next, incremental, build."""
@@ -101,31 +110,43 @@ class CollectionService:
         version = manifest.meta_version
         options = collection_options(settings, ref.bucket, ref.prefix, version)
         files = collection_files(manifest.members)
+        previous = self._previous(ref) if manifest.held or manifest.stream_offset else None
         if version is MetaVersion.V1:
-            v1_pieces = unit_hashes[0].v1_pieces or b""
+            rest = unit_hashes[0]
+            assert rest is not None  # the stream's rest is always read
+            v1_pieces = rest.v1_pieces or b""
+            if manifest.stream_offset:
+                plan = resume_v1(previous, manifest.members, manifest.piece_length)
+                if previous is None or plan.read_from != manifest.stream_offset:
+                    return f"{ref.uri}: the hash record this build resumed from is gone"
+                v1_pieces = plan.combine(previous.v1_pieces, v1_pieces)
             torrent = build_collection_torrent(
                 ref.name, files, options, piece_length=manifest.piece_length, v1_pieces=v1_pieces
             )
             hash_record = stream_record(manifest.members, manifest.piece_length, v1_pieces)
         else:
+            found = _with_held(manifest, unit_hashes, previous)
+            if found is None:
+                return f"{ref.uri}: the hash record of its unchanged members is gone"
             torrent = build_collection_torrent(
                 ref.name,
                 files,
                 options,
                 piece_length=manifest.piece_length,
-                file_hashes=unit_hashes,
+                file_hashes=found,
             )
             hash_record = HashRecord(
                 manifest.piece_length,
                 version,
                 members=tuple(
                     MemberHashes(member.key, member.etag, member.size, hashes)
-                    for member, hashes in zip(manifest.members, unit_hashes, strict=True)
+                    for member, hashes in zip(manifest.members, found, strict=True)
                 ),
             )
         if self.records is not None:
             self.records.save(ref, hash_record)
-        record = _record_of(ref, manifest.etag, torrent, options, manifest.size)
+        read = sum(manifest.unit_sizes)
+        record = _record_of(ref, manifest.etag, torrent, options, read)
         if self._store(ref, manifest.etag, torrent, record) is None:
             return f"{ref.uri} changed before its torrent was written"
         return None
@@ -181,9 +202,11 @@ class CollectionService:
             raise InvalidInput(f"{ref.uri}: {error}") from error
         if self.fanout is not None and write and max_bytes is None:
             part_bytes = settings.fanout_part_bytes
-            to_read = bytes_to_read(listing.members, piece_length, options, self._previous(ref))
-            if 0 < part_bytes < to_read:
-                return self._start_fanout(ref, listing, options, piece_length, settings, overrides)
+            reuse = plan_reuse(listing.members, piece_length, options, self._previous(ref))
+            if 0 < part_bytes < reuse.to_read:
+                return self._start_fanout(
+                    ref, listing, options, piece_length, settings, overrides, reuse
+                )
         try:
             torrent = self._hash(ref, listing, options, piece_length, counters, on_progress)
         except ObjectChanged as error:
@@ -386,8 +409,12 @@ class CollectionService:
         piece_length: int,
         settings: Settings,
         overrides: Mapping[str, Any] | None,
+        reuse: Reuse,
     ) -> CollectionResult:
         assert self.fanout is not None
+        if self.fanout.running(ref.bucket, ref.prefix, listing.digest) is not None:
+            # A redelivered rebuild of the same listing: its build is under way.
+            return CollectionResult(Outcome.STARTED, ref, skipped=listing.skipped)
         version = MetaVersion(options.meta_version)
         manifest = BuildManifest(
             kind="collection",
@@ -401,6 +428,8 @@ class CollectionService:
             parts=0,
             overrides=dict(overrides or {}),
             members=listing.members,
+            held=reuse.held,
+            stream_offset=reuse.stream_offset,
         )
         manifest = replace(
             manifest,
@@ -423,6 +452,22 @@ class CollectionService:
     ) -> CollectionResult:
         counters.seconds = time.monotonic() - started
         return CollectionResult(Outcome.CHANGED, ref, skipped=listing.skipped, counters=counters)
+
+
+def _with_held(
+    manifest: BuildManifest, unit_hashes: list[PieceHashes | None], previous: HashRecord | None
+) -> list[PieceHashes] | None:
+    """Every member's hashes: the parts' and, for the members it holds, the record's (None
+    when the record no longer holds one of them)."""
+    known = previous.by_key() if previous is not None else {}
+    found: list[PieceHashes] = []
+    for member, hashes in zip(manifest.members, unit_hashes, strict=True):
+        if hashes is None:
+            hashes = previous.reusable(member, known) if previous is not None else None
+            if hashes is None:
+                return None
+        found.append(hashes)
+    return found
 
 
 def _record_of(

@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from s3torrent.collections.hashing import OffsetSource, member_info
@@ -49,12 +50,17 @@ logger = logging.getLogger(__name__)
 
 HashProgress = Callable[[int, int], None]
 
+STALE_SLACK_SECONDS = 300
+
 
 class Finisher(Protocol):
     """Writes the torrent a build's hashes make, if its source is still what was hashed."""
 
-    def finish_fanout(self, manifest: BuildManifest, unit_hashes: list[PieceHashes]) -> str | None:
-        """None once written; else why nothing was written."""
+    def finish_fanout(
+        self, manifest: BuildManifest, unit_hashes: list[PieceHashes | None]
+    ) -> str | None:
+        """None once written; else why nothing was written. A unit's hashes are None where
+        the manifest says the collection's hash record holds them (`held`)."""
         ...
 
 
@@ -67,11 +73,39 @@ class FanoutBuilds:
         store: FanoutStore,
         queue: JobQueue,
         finisher: Finisher,
+        *,
+        delivery_seconds: float = 5400,
+        deliveries: int = 5,
     ) -> None:
         self.objects = objects
         self.store = store
         self.queue = queue
         self.finisher = finisher
+        # Past every delivery of every part (plus slack for queueing and clock skew), a
+        # running build with no part counted has lost one to the dead-letter queue.
+        self.stale_after = deliveries * delivery_seconds + STALE_SLACK_SECONDS
+
+    def latest(self, bucket: str, key: str) -> BuildState | None:
+        """The latest build of an object (or a collection's prefix); a running one with no
+        part counted for longer than every delivery could take is reported failed."""
+        state = self.store.latest(bucket, key)
+        if state is None or state.status != "running":
+            return state
+        quiet = self.store.clock() - state.updated_at
+        if quiet > self.stale_after:
+            reason = f"no part finished for {quiet:.0f} s: see the worker's dead-letter queue"
+            return replace(state, status="failed", reason=reason)
+        return state
+
+    def running(self, bucket: str, key: str, etag: str) -> BuildState | None:
+        """A build of this very version (ETag, or a collection's listing digest) under way:
+        a redelivered event must not start a second one."""
+        state = self.latest(bucket, key)
+        return (
+            state
+            if state is not None and state.status == "running" and state.etag == etag
+            else None
+        )
 
     @staticmethod
     def parts_of(sizes: Sequence[int], piece_length: int, part_bytes: int) -> int:
@@ -225,7 +259,10 @@ class FanoutBuilds:
         ref = CollectionRef(manifest.bucket, manifest.key)
         if manifest.meta_version is MetaVersion.V1:
             infos = [member_info(ref, member) for member in manifest.members]
-            return ConcatenatedSource(infos, self.objects.range_source)
+            stream = ConcatenatedSource(infos, self.objects.range_source)
+            return (
+                OffsetSource(stream, manifest.stream_offset) if manifest.stream_offset else stream
+            )
         return self.objects.range_source(member_info(ref, manifest.members[unit]))
 
     # -- the end of a build ------------------------------------------------------------------
@@ -277,9 +314,13 @@ def unit_builder(manifest: BuildManifest, unit: int) -> PieceHashBuilder:
     return PieceHashBuilder(size, manifest.piece_length, manifest.meta_version)
 
 
-def assemble_hashes(manifest: BuildManifest, records: Sequence[bytes | None]) -> list[PieceHashes]:
-    """Every unit's hashes from the parts' records (ValueError when one is missing)."""
+def assemble_hashes(
+    manifest: BuildManifest, records: Sequence[bytes | None]
+) -> list[PieceHashes | None]:
+    """Every unit's hashes from the parts' records (ValueError when one is missing); None for
+    the members the collection's hash record holds."""
     sizes = manifest.unit_sizes
+    held = set(manifest.held)
     builders = {unit: unit_builder(manifest, unit) for unit, size in enumerate(sizes) if size}
     for index, record in enumerate(records):
         if record is None:
@@ -289,7 +330,9 @@ def assemble_hashes(manifest: BuildManifest, records: Sequence[bytes | None]) ->
                 raise ValueError(f"part {index} names unit {unit}, which has no piece")
             builders[unit].add_part_hashes(hashes)
     return [
-        builders[unit].finish()
+        None
+        if unit in held
+        else builders[unit].finish()
         if size
         else hash_collection_file(b"", manifest.piece_length, manifest.meta_version)
         for unit, size in enumerate(sizes)

@@ -46,13 +46,20 @@ class BuildManifest:
     version_id: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # the caller's options
     members: tuple[Member, ...] = ()  # a collection's, in listing order
+    # What the collection's hash record already holds, so no part reads it: v2 and hybrid
+    # members (by index), the v1 stream's bytes before `stream_offset` (a piece boundary).
+    held: tuple[int, ...] = ()
+    stream_offset: int = 0
 
     @property
     def unit_sizes(self) -> list[int]:
-        """The sizes of what is hashed, one builder each (`plan.py`)."""
-        if self.kind == "object" or self.meta_version is MetaVersion.V1:
-            return [self.size]  # the object, or a v1 collection's stream
-        return [member.size for member in self.members]
+        """The bytes each unit's parts read (`plan.py`); 0 for a member the record holds."""
+        if self.kind == "object":
+            return [self.size]
+        if self.meta_version is MetaVersion.V1:
+            return [self.size - self.stream_offset]  # the rest of the stream
+        held = set(self.held)
+        return [0 if index in held else member.size for index, member in enumerate(self.members)]
 
     @property
     def uri(self) -> str:
@@ -79,6 +86,10 @@ def encode_manifest(manifest: BuildManifest) -> bytes:
     }
     if manifest.version_id is not None:
         value["version id"] = manifest.version_id
+    if manifest.held:
+        value["held"] = list(manifest.held)
+    if manifest.stream_offset:
+        value["stream offset"] = manifest.stream_offset
     return zlib.compress(encode(value), 6)
 
 
@@ -109,6 +120,8 @@ def decode_manifest(data: bytes) -> BuildManifest:
             version_id=None if version_id is None else _text(version_id),
             overrides=overrides,
             members=members,
+            held=tuple(_int(index) for index in _list(value.get(b"held", []))),
+            stream_offset=_int(value.get(b"stream offset", 0)),
         )
     except (zlib.error, BencodeError, KeyError, TypeError, ValueError) as error:
         if isinstance(error, UnreadableRecord):
