@@ -31,7 +31,6 @@ from s3torrent.messages import (
 from s3torrent.model import ObjectRef, Outcome, TorrentResult
 from s3torrent.observability import Metric, count, logger, record_result
 from s3torrent.service import HashProgress, TorrentService
-from s3torrent.settings import KeptCollection
 
 # Seconds a worker keeps in hand to write a torrent once its object is hashed (a HEAD and
 # a PUT): a read still going with less than this left in the invocation stops, so the
@@ -180,6 +179,10 @@ class Worker:
             self._reject(f"malformed job message: {error}")
             return
         assert isinstance(job, JobMessage)  # handle_body passes `s3torrent.job` bodies only
+        if job.key.endswith("/"):  # a collection the API queued (too large to make inline)
+            ref = CollectionRef(job.bucket, job.key)
+            self._build_collection(ref, job.overrides, delivery)
+            return
         self._create(
             job.ref(),
             overrides=job.overrides,
@@ -198,7 +201,7 @@ class Worker:
         if kept is None:
             self._reject("not a kept collection (any more)", uri=f"s3://{job.bucket}/{job.prefix}")
             return
-        self._build_collection(kept, delivery)
+        self._build_collection(CollectionRef(kept.bucket, kept.prefix), kept.overrides(), delivery)
 
     def _part(self, payload: dict[str, Any], delivery: Delivery) -> None:
         try:
@@ -225,7 +228,8 @@ class Worker:
         settings = self.service.settings
         for kept in settings.kept_collections(bucket, key):
             if self.queue is None:  # no queue to delay through: bring it up to date now
-                self._build_collection(kept, FIRST_DELIVERY)
+                ref = CollectionRef(kept.bucket, kept.prefix)
+                self._build_collection(ref, kept.overrides(), FIRST_DELIVERY)
                 continue
             job = CollectionMessage(bucket=kept.bucket, prefix=kept.prefix)
             if queue_collection_rebuild(
@@ -239,12 +243,13 @@ class Worker:
                     },
                 )
 
-    def _build_collection(self, kept: KeptCollection, delivery: Delivery) -> None:
-        ref = CollectionRef(kept.bucket, kept.prefix)
+    def _build_collection(
+        self, ref: CollectionRef, overrides: Mapping[str, Any] | None, delivery: Delivery
+    ) -> None:
         try:
             result = self.service.make_collection(
                 ref,
-                overrides=kept.overrides() or None,
+                overrides=overrides or None,
                 on_progress=_deadline(ref, delivery.time_left),
             )
         except InvalidInput as error:

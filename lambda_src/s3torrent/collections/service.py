@@ -77,6 +77,9 @@ class CollectionResult:
     skip_reason: SkipReason | None = None
     skipped: tuple[Skipped, ...] = ()  # keys under the prefix left out of the torrent
     counters: TransferCounters = field(default_factory=TransferCounters)
+    # The listing looked at, when a skip came after it (TOO_LARGE: the API's queued-job
+    # dedupe keys on it, as on an object's ETag).
+    listing_digest: str | None = None
 
     @property
     def torrent_key(self) -> str:
@@ -192,7 +195,11 @@ class CollectionService:
         )
         if listing.size > limit:
             return CollectionResult(
-                Outcome.SKIPPED, ref, skip_reason=SkipReason.TOO_LARGE, skipped=listing.skipped
+                Outcome.SKIPPED,
+                ref,
+                skip_reason=SkipReason.TOO_LARGE,
+                skipped=listing.skipped,
+                listing_digest=listing.digest,
             )
         try:
             piece_length = choose_collection_piece_length(

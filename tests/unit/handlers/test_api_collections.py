@@ -23,6 +23,7 @@ from tests.support.handlers import (
     FakeContext,
     api_body,
     client,
+    drain,
     header,
     load_event,
     make_resources,
@@ -126,8 +127,31 @@ def test_outside_the_allowlist_is_forbidden(s3: Any) -> None:
     assert post({"bucket": "elsewhere", "key": "x/"})["statusCode"] == 403
 
 
-def test_over_the_inline_size_says_what_to_run(s3: Any) -> None:
+def test_over_the_inline_size_is_queued_and_the_worker_makes_it(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="big/one.bin", Body=b"x" * 1_000_001)
-    response = post({"bucket": BUCKET, "key": "big/"})
-    assert response["statusCode"] == 400
-    assert "s3torrent create s3://s3torrent-demo/big/" in api_body(response).decode()
+    runtime = api.runtime
+    queue = runtime.settings.queue_url
+    sqs = client("sqs")
+    pending = get(f"/{BUCKET}/big/", {"torrent": ""})
+    assert pending["statusCode"] == 503 and header(pending, "Retry-After") == "60"
+    assert get(f"/{BUCKET}/big/", {"torrent": ""})["statusCode"] == 503  # polling again
+    response = post({"bucket": BUCKET, "key": "big/", "options": {"meta_version": "hybrid"}})
+    assert response["statusCode"] == 202
+    assert json.loads(api_body(response))["location"] == f"/torrents/{BUCKET}/big/"
+    jobs = drain(sqs, queue)
+    # One job for the same listing however often it is polled, one with the caller's options.
+    assert [json.loads(body) for body in jobs] == [
+        {"type": "s3torrent.job", "bucket": BUCKET, "key": "big/"},
+        {
+            "type": "s3torrent.job",
+            "bucket": BUCKET,
+            "key": "big/",
+            "overrides": {"meta_version": "hybrid"},
+        },
+    ]
+    runtime.worker.handle_body(jobs[0])
+    served = get(f"/{BUCKET}/big/", {"torrent": ""})
+    assert served["statusCode"] == 200
+    torrent = read_collection(api_body(served))
+    assert [file.length for file in torrent.files] == [1_000_001]
+    assert str(torrent.meta_version) == "1"

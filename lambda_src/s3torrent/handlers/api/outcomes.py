@@ -47,6 +47,26 @@ def queue_torrent(
     queue_requested_job(runtime.worker_queue, marks, job, result.source_etag)
 
 
+def collection_needs_worker(result: CollectionResult) -> bool:
+    """True when a collection is too large to hash within an API request and the worker can
+    read it (a requester-pays read is the caller's to pay: not queued)."""
+    return (
+        result.outcome is Outcome.SKIPPED
+        and result.skip_reason is SkipReason.TOO_LARGE
+        and not result.ref.request_payer
+    )
+
+
+def queue_collection(
+    runtime: Runtime, result: CollectionResult, overrides: dict[str, Any] | None = None
+) -> None:
+    """Send the worker a job for this collection (a key ending in '/'), unless the same job
+    for the same listing is still held as sent; big ones fan out there (docs/fanout.md)."""
+    job = JobMessage(bucket=result.ref.bucket, key=result.ref.prefix, overrides=overrides)
+    marks = runtime.progress if runtime.settings.backfill_table else None
+    queue_requested_job(runtime.worker_queue, marks, job, result.listing_digest)
+
+
 def require_torrent(result: TorrentResult) -> TorrentResult:
     """The result if it has a torrent; else the error that says why not."""
     if result.outcome is Outcome.SKIPPED:
@@ -74,8 +94,8 @@ def custom_torrent(result: TorrentResult) -> TorrentInfo:
 def require_collection(result: CollectionResult, inline_max_bytes: int) -> CollectionResult:
     """The collection result if it has a torrent; else the error that says why not.
 
-    The worker does not build collections yet: one over the API's inline size is refused with
-    what to run instead, rather than queued (docs/collections.md).
+    Routes queue one over the API's inline size first (`collection_needs_worker`); what is
+    left too large here (requester pays) is refused with what to run instead.
     """
     ref = result.ref
     if result.outcome is Outcome.SKIPPED:

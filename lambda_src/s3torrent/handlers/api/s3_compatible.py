@@ -19,7 +19,9 @@ from s3torrent.handlers.api.caller import check_caller
 from s3torrent.handlers.api.errors import answer_errors_as_s3, refuse_other_methods
 from s3torrent.handlers.api.openapi import XML_CONTENT
 from s3torrent.handlers.api.outcomes import (
+    collection_needs_worker,
     needs_worker,
+    queue_collection,
     queue_torrent,
     require_collection,
     require_torrent,
@@ -134,9 +136,11 @@ def _serve_collection(ref: ObjectRef) -> Response[Any]:
         expected_bucket_owner=ref.expected_bucket_owner,
     )
     inline = runtime.settings.api_inline_max_bytes
-    result = require_collection(
-        runtime.service.make_collection(collection, max_bytes=inline), inline
-    )
+    made = runtime.service.make_collection(collection, max_bytes=inline)
+    if collection_needs_worker(made):
+        queue_collection(runtime, made)
+        raise TorrentPending(ref.bucket, ref.key, RETRY_AFTER_SECONDS)
+    result = require_collection(made, inline)
     data = result.torrent_bytes or b""
     headers = {"x-amz-request-charged": "requester"} if ref.request_payer else {}
     if len(data) > MAX_INLINE_TORRENT_BYTES:

@@ -14,8 +14,10 @@ from s3torrent.handlers.api.caller import check_allowed, check_caller, check_sig
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
 from s3torrent.handlers.api.outcomes import (
+    collection_needs_worker,
     custom_torrent,
     needs_worker,
+    queue_collection,
     queue_torrent,
     require_collection,
     require_torrent,
@@ -144,10 +146,14 @@ def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Resp
     result = runtime.service.make_collection(
         CollectionRef(ref.bucket, ref.key), overrides=overrides, max_bytes=inline
     )
+    location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
+    if collection_needs_worker(result):
+        queue_collection(runtime, result, overrides)
+        body = Queued(location=location, bucket=ref.bucket, key=ref.key)
+        return json_response(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
     result = require_collection(result, inline)
     created = result.outcome is Outcome.CREATED
     info = TorrentInfo.from_collection(result, "created" if created else "fresh")
-    location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
     status = HTTPStatus.CREATED if created else HTTPStatus.OK
     return json_response(status, info.model_dump(), Location=location)
 
