@@ -1,4 +1,5 @@
-"""Fan-out on the local stack: a 2 GiB object hashed in 16 parts by the worker's own queue.
+"""Fan-out on the local stack: a 2 GiB object in 16 parts, and a 200-file collection in parts,
+hashed by the worker's own queue.
 
 `s3torrent serve` with S3TORRENT_FANOUT_PART_BYTES=128 MiB: the upload's event starts a
 build (hybrid, the default); jobs with options (as a backfill sends them) build v1 and v2.
@@ -24,7 +25,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from s3torrent.collections import CollectionRef
 from s3torrent.messages import JobMessage
+from s3torrent.settings import Settings
 from s3torrent.torrent import (
     PieceHashBuilder,
     TorrentOptions,
@@ -32,6 +35,7 @@ from s3torrent.torrent import (
     read_torrent,
 )
 from s3torrent.torrent.bencode import decode, encode
+from s3torrent.wiring import build_service
 from s3torrent_local.stack import WORKER_QUEUE
 from tests.support.ports import free_port
 from tests.support.stack import ServeProcess, Stack, client_env, http, wait_for
@@ -153,3 +157,86 @@ def test_a_2_gib_object_in_16_parts_is_libtorrents_torrent(
     info = json.loads(status.body)
     assert (info["status"], info["parts"], info["parts_done"]) == ("fresh", 16, 16)
     assert info["meta_version"] == version
+
+
+COLLECTION_BUCKET = "e2e-fanout-sets"
+PREFIX = "sets/two hundred+ü/"
+
+
+@pytest.fixture(scope="module")
+def collection_stack() -> Iterator[Stack]:
+    """A stack whose parts are 128 KiB (8 pieces), with 200 awkwardly named files."""
+    s3_port, api_port = free_port(), free_port()
+    env = client_env(
+        S3TORRENT_S3_PORT=str(s3_port),
+        S3TORRENT_API_PORT=str(api_port),
+        S3TORRENT_FANOUT_PART_BYTES=str(128 * 1024),
+        S3TORRENT_PIECE_LENGTH=str(16 * 1024),
+    )
+    process = ServeProcess(["--bucket", COLLECTION_BUCKET], env)
+    seconds = process.wait_ready()
+    running = Stack(process, f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{api_port}", seconds)
+    s3 = running.s3()
+    # Off: the members' own torrents would only add work beside the collection's.
+    s3.put_bucket_notification_configuration(Bucket=COLLECTION_BUCKET, NotificationConfiguration={})
+    rng = random.Random(200)
+    for index in range(200):
+        size = rng.choice([0, 1, 16383, 16384, 16385, rng.randrange(1, 100_000)])
+        key = f"{PREFIX}d{index % 7}/f {index:03} +%.bin"
+        s3.put_object(Bucket=COLLECTION_BUCKET, Key=key, Body=rng.randbytes(size))
+    yield running
+    code = process.stop(signal.SIGTERM)
+    assert code == 0, f"s3torrent serve exited {code}:\n{process.output}"
+
+
+@pytest.mark.parametrize("version", ["1", "2", "hybrid"])
+def test_a_200_file_collection_in_parts_is_the_single_pass_torrent(
+    collection_stack: Stack, version: str
+) -> None:
+    stack = collection_stack
+    s3 = stack.s3()
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    url = sqs.get_queue_url(QueueName=WORKER_QUEUE)["QueueUrl"]
+    job = JobMessage(bucket=COLLECTION_BUCKET, key=PREFIX, overrides={"meta_version": version})
+    sqs.send_message(QueueUrl=url, MessageBody=job.to_body())
+    torrent_key = PREFIX.rstrip("/") + ".torrent"
+
+    def built() -> bytes | None:
+        try:
+            data: bytes = s3.get_object(Bucket=COLLECTION_BUCKET, Key=torrent_key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        info = decode(data)[b"info"]
+        has_v1, has_v2 = b"pieces" in info, b"file tree" in info
+        wanted = {"1": (True, False), "2": (False, True), "hybrid": (True, True)}[version]
+        return data if (has_v1, has_v2) == wanted else None
+
+    data = wait_for(built, BUILD_SECONDS, f"no {version} torrent of {PREFIX}")
+    settings = Settings.from_mapping(
+        {
+            "buckets": [{"name": COLLECTION_BUCKET}],
+            "endpoint_url": stack.s3_url,
+            "piece_length": 16 * 1024,
+            "region": "us-east-1",
+        }
+    )
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    single = build_service(settings, session=session).make_collection(
+        CollectionRef(COLLECTION_BUCKET, PREFIX),
+        overrides={"meta_version": version},
+        force=True,
+        write=False,
+    )
+    assert data == single.torrent_bytes
+    status = signed_get(f"{stack.api_url}/torrents/{COLLECTION_BUCKET}/{quote(PREFIX)}")
+    info = json.loads(status.body)
+    assert info["status"] == "fresh" and info["parts"] >= 16, info
+    assert info["parts_done"] == info["parts"] and info["files"] == 200
