@@ -178,8 +178,11 @@ class FanoutBuilds:
         counted = self.store.count_part(build_id, index)
         if counted is None:  # counted by a concurrent delivery, or the build ended meanwhile
             again = self.store.get(build_id)
-            if again is not None and again.status == "running" and again.complete:
-                self._assemble(again)
+            if again is not None and again.status == "running":
+                if again.complete:
+                    self._assemble(again)
+            else:  # ended (and its records deleted) while this part hashed: no stray record
+                self.store.delete_part(build_id, index)
             return counters
         logger.info(
             "part hashed",

@@ -139,6 +139,14 @@ class FanoutStore:
             },
         )
 
+    def delete_part(self, build_id: str, index: int) -> None:
+        """Remove one part's record (written after its build had ended)."""
+        self._call(
+            "delete_item",
+            TableName=self.table,
+            Key={"backfill_id": {"S": _part_id(build_id, index)}},
+        )
+
     def count_part(self, build_id: str, index: int) -> BuildState | None:
         """Count part `index` done, once: the build's state after it, or None when it was
         counted already or the build is no longer running (then nothing changed)."""

@@ -11,15 +11,13 @@ import boto3
 import pytest
 
 from s3torrent.collections import CollectionRef
-from s3torrent.collections.record_store import TableHashRecords
-from s3torrent.fanout import FanoutStore
-from s3torrent.job_queue import JobQueue
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.s3.objects import S3Objects
 from s3torrent.service import TorrentService
 from s3torrent.settings import Settings
 from s3torrent.worker import Delivery, Worker
 from s3torrent_local.stack import create_progress_table
+from tests.support.fanout import fanout_service
 from tests.support.moto import BUCKET
 from tests.unit.collections.test_collection_service import SMALL_READS
 
@@ -53,14 +51,7 @@ def make_service(aws: dict[str, Any], *, fanout: bool = True, **values: Any) -> 
     objects = S3Objects(aws["s3"], reader=SMALL_READS)
     if not fanout:
         return TorrentService(settings, objects)
-    return TorrentService(
-        settings,
-        objects,
-        None,
-        TableHashRecords(aws["dynamodb"], TABLE),
-        fanout_store=FanoutStore(aws["dynamodb"], TABLE),
-        worker_queue=JobQueue(aws["sqs"], aws["url"]),
-    )
+    return fanout_service(settings, objects, aws["dynamodb"], TABLE, aws["sqs"], aws["url"])
 
 
 def drain(aws: dict[str, Any], worker: Worker, *, seed: int = 0, duplicate: bool = False) -> int:
@@ -283,3 +274,30 @@ def test_a_collection_rebuilt_in_parts_reads_only_what_its_record_lacks(
         assert new_bytes <= stored.record.bytes_read < new_bytes + PIECE
     else:
         assert stored.record.bytes_read == new_bytes
+
+
+def test_a_part_finishing_after_its_build_failed_leaves_no_record(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3torrent.fanout import builds
+
+    aws["s3"].put_object(Bucket=BUCKET, Key=KEY, Body=random.Random(10).randbytes(16 * PART))
+    service = make_service(aws)
+    service.make_torrent(ObjectRef(BUCKET, KEY))
+    assert service.fanout is not None
+    state = service.build_state(BUCKET, KEY)
+    assert state is not None
+    original = builds.FanoutBuilds._hash_part
+
+    def another_part_fails_meanwhile(self: Any, manifest: Any, index: int, *args: Any) -> Any:
+        hashes = original(self, manifest, index, *args)
+        self._fail(state, "another part failed while this one hashed")
+        return hashes
+
+    monkeypatch.setattr(builds.FanoutBuilds, "_hash_part", another_part_fails_meanwhile)
+    body = aws["sqs"].receive_message(QueueUrl=aws["url"])["Messages"][0]["Body"]
+    Worker(service, None).handle_body(body)
+    ids = [item["backfill_id"]["S"] for item in aws["dynamodb"].scan(TableName=TABLE)["Items"]]
+    assert not [item for item in ids if item.startswith(("fanout-part:", "fanout-manifest:"))]
+    failed = service.build_state(BUCKET, KEY)
+    assert failed is not None and failed.status == "failed" and failed.parts_done == 0
