@@ -55,14 +55,19 @@ def deployment(moto_endpoint: str, synth: Synth) -> Iterator[Deployment]:
     yield Deployment(moto_endpoint, synth.default, bucket_id=BUCKET_ID)
 
 
-def drain_worker(python: Path, lambdas: dict[str, Function], deployment: Deployment) -> int:
+def drain_worker(
+    python: Path,
+    lambdas: dict[str, Function],
+    deployment: Deployment,
+    environment: dict[str, str | None] | None = None,
+) -> int:
     """Feed the worker queue to the worker until it is empty; how many records it handled."""
     handled = 0
     for _ in range(5):
         event = deployment.sqs_event(deployment.worker_queue)
         if not event["Records"]:
             return handled
-        result = run(python, lambdas["worker"], event, deployment).result
+        result = run(python, lambdas["worker"], event, deployment, environment=environment).result
         assert result == {"batchItemFailures": []}, result
         deployment.delete(deployment.worker_queue, event, result)
         handled += len(event["Records"])
@@ -115,6 +120,20 @@ def test_an_upload_gets_its_torrent_and_a_delete_removes_it(
     drain_worker(python, lambdas, deployment)
     listed = deployment.s3.list_objects_v2(Bucket=deployment.bucket, Prefix="uploads/")
     assert [o["Key"] for o in listed.get("Contents", [])] == []
+
+
+def test_an_object_over_the_part_size_is_built_in_parts(
+    python: Path, lambdas: dict[str, Function], deployment: Deployment
+) -> None:
+    """Fan-out as Lambda runs it: the upload's invocation queues the parts, the next one
+    hashes them and, counting the last, writes the torrent (docs/fanout.md)."""
+    key, data = "big/parts.bin", bytes(range(251)) * 2000  # 502,000 bytes: 31 pieces
+    small_parts = {"S3TORRENT_FANOUT_PART_BYTES": "65536", "S3TORRENT_PIECE_LENGTH": "16384"}
+    deployment.s3.put_object(Bucket=deployment.bucket, Key=key, Body=data)
+    # The upload's event; its 8 parts (31 pieces, 4 a part); the written torrent's own event.
+    assert drain_worker(python, lambdas, deployment, small_parts) == 10
+    raw = deployment.s3.get_object(Bucket=deployment.bucket, Key=f"{key}.torrent")["Body"].read()
+    check_torrent(raw, data, "parts.bin")
 
 
 def test_an_s3_batch_operations_task_succeeds(
