@@ -32,6 +32,7 @@ class Deployment:
         self.s3 = session.client("s3", endpoint_url=endpoint)
         self.sqs = session.client("sqs", endpoint_url=endpoint)
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+        self.dynamodb = dynamodb
         suffix = uuid.uuid4().hex[:8]
         self.fakes: dict[str, str] = {}
         for lid in resources(template, "AWS::S3::Bucket"):
