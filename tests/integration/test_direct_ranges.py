@@ -473,7 +473,7 @@ def direct(fake: FakeS3, *, timeout: float = 5.0) -> tuple[DirectRanges, Presign
             "changed while it was being read",
         ),
         (s3_error(404, "NoSuchKey", "The specified key does not exist."), ObjectChanged, "deleted"),
-        (html_502, EndpointError, "does not answer like S3"),
+        (html_502, TransientS3Error, "does not answer like S3"),  # a proxy: retried
         (long_206, EndpointError, "ignored the Range header"),
     ],
     ids=["503-slowdown", "500", "429", "403-denied", "412", "404", "html-502", "long-206"],

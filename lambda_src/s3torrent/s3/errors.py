@@ -127,10 +127,16 @@ def _translate_client_error(
     if _looks_like_not_s3(code, headers):
         kind = headers.get("content-type", "no content type")
         server = headers.get("server")
-        return EndpointError(
+        said = (
             f"{doing}: the endpoint does not answer like S3 (HTTP {status}, {kind}"
             f"{', server ' + server if server else ''})"
         )
+        # A 5xx page is what a proxy or load balancer in front of a store sends while the
+        # store is away (502, 503, 504), and what a busy store sometimes answers: worth
+        # another try. Anything else is a web server that is not S3 (a wrong port or URL).
+        if status >= 500:
+            return TransientS3Error(said)
+        return EndpointError(said)
     # Codes first (S3 answers InvalidObjectState with 403, RequestTimeout with 400), then
     # the status alone for answers without an error document (HEAD).
     if code == "NoSuchBucket":

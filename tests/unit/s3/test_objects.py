@@ -90,6 +90,17 @@ def test_an_answer_that_is_not_from_s3_is_an_endpoint_error(headers: dict[str, s
     assert "does not answer like S3" in str(error)
 
 
+def test_a_5xx_page_from_a_proxy_is_retried_not_an_endpoint_error() -> None:
+    for status in (500, 502, 503, 504):
+        error = translate_error(
+            client_error(str(status), status, headers={"content-type": "text/html"}),
+            bucket=BUCKET,
+            key="k",
+        )
+        assert isinstance(error, errors.TransientS3Error), status
+        assert "does not answer like S3" in str(error)
+
+
 def test_a_bare_404_from_an_s3_compatible_store_is_not_found() -> None:
     # moto's HEAD 404 is text/html but carries x-amzn-requestid; radosgw's is XML.
     for headers in (
