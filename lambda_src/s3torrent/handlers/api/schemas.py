@@ -142,7 +142,10 @@ class TorrentInfo(BaseModel):
 
     def with_build(self, build: BuildState | None) -> TorrentInfo:
         """This view with the parts of the fan-out build that made it (1 of 1 when none)."""
-        if build is None or build.status != "done" or build.etag not in _etags_of(self):
+        # Complete counts too: the assembling invocation writes the torrent before it marks
+        # its build done.
+        finished = build is not None and (build.status == "done" or build.complete)
+        if build is None or not finished or build.etag not in _etags_of(self):
             return self.model_copy(update={"parts_done": self.parts_done or self.parts})
         return self.model_copy(update={"parts": build.parts, "parts_done": build.parts_done})
 

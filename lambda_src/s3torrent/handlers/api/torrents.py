@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from s3torrent.collections import CollectionRef
 from s3torrent.errors import CustomTorrentNotInline, InvalidInput, ObjectNotFound
+from s3torrent.fanout import BuildState
 from s3torrent.handlers.api.caller import check_allowed, check_caller, check_signed
 from s3torrent.handlers.api.errors import refuse_other_methods
 from s3torrent.handlers.api.openapi import JSON_ERRORS
@@ -125,12 +126,27 @@ def describe_torrent(bucket: str, key: str) -> Response[Any]:
             fresh = result.outcome is Outcome.FRESH
             info = TorrentInfo.from_result(result, "fresh" if fresh else "stale")
     except ObjectNotFound:
-        if build is None or build.status == "done":
+        if not _of_this_version(ref, build):
             raise
+        assert build is not None
         return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
-    if not fresh and build is not None and build.status != "done":
+    if not fresh and _of_this_version(ref, build):
+        assert build is not None
         return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
     return json_response(HTTPStatus.OK, info.with_build(build).model_dump())
+
+
+def _of_this_version(ref: ObjectRef, build: BuildState | None) -> bool:
+    """True when a build that has not written its torrent yet (running, or failed) is of the
+    object as it is now: an old version's failure is not the current object's status."""
+    if build is None or build.status == "done":
+        return False
+    if ref.key.endswith("/"):  # a collection's build: reported while its listing is stale
+        return True
+    try:
+        return request_runtime(router).objects.head_object(ref).etag == build.etag
+    except ObjectNotFound:
+        return False
 
 
 def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Response[Any]:
