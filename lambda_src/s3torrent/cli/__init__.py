@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from s3torrent.cli.arguments import _byte_count, build_parser, parse_s3_uri
-from s3torrent.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, PROG, CliError, CommandContext
+from s3torrent.cli.command import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    CliError,
+    CommandContext,
+    UsageError,
+)
 from s3torrent.cli.output import ProgressBar, human_bytes, one_line
 
 if TYPE_CHECKING:
@@ -41,9 +49,14 @@ def new_session() -> Any:
     return boto3.session.Session()
 
 
-def load_command(name: str) -> Command:
-    """The function that runs subcommand `name`, its module imported only now."""
+def load_command(name: str, *, remote: bool = False) -> Command:
+    """The function that runs subcommand `name`, its module imported only now; `remote` for
+    `create --api` (the deployed stack makes it: no engine, no pydantic loaded here)."""
     match name:
+        case "create" if remote:
+            from s3torrent.cli.remote import cmd_create_remote
+
+            return cmd_create_remote
         case "create":
             from s3torrent.cli.create import cmd_create
 
@@ -56,6 +69,10 @@ def load_command(name: str) -> Command:
             from s3torrent.cli.backfill import cmd_backfill
 
             return cmd_backfill
+        case "status":
+            from s3torrent.cli.remote import cmd_status
+
+            return cmd_status
     raise ValueError(f"no such command: {name!r}")  # argparse lets only the above through
 
 
@@ -81,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `new_session` is read from this module at each call, so a test's replacement holds.
     context = CommandContext(out=sys.stdout, err=sys.stderr, new_session=new_session)
     try:
-        return load_command(args.command)(args, context)
+        command = load_command(args.command, remote=getattr(args, "api", None) is not None)
+        return command(args, context)
+    except UsageError as error:  # flags that do not go together: argparse's code and form
+        print(f"{PROG} {args.command}: error: {one_line(error)} (see --help)", file=context.err)
+        return EXIT_USAGE
     except (CliError, S3TorrentError, TorrentError) as error:
         print(f"{PROG}: error: {one_line(error)}", file=context.err)
         return EXIT_FAILED

@@ -23,6 +23,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0: {value}")
+    return value
+
+
 def _byte_count(text: str) -> int:
     """An integer number of bytes, with an optional K/M/G (binary) suffix: 262144, 256K, 4M."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -87,6 +97,13 @@ def _add_torrent_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+API_HELP = (
+    "the deployed stack's API URL (its ApiUrl output, e.g. https://ID.execute-api.REGION"
+    ".amazonaws.com/prod; the local stack's http://127.0.0.1:8000); requests are SigV4-signed"
+    " with your AWS credentials"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line like every other failure of the command."""
 
@@ -120,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="rebuild even if one is fresh")
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    stack = create.add_argument_group(
+        "deployed stack", "ask the stack's API to make it, instead of hashing here"
+    )
+    stack.add_argument("--api", metavar="URL", help=API_HELP)
+    stack.add_argument(
+        "--wait-seconds",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --api, how long to follow a queued build (default: 3600; 0: do not wait)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="ask the deployed stack about an object's torrent and its build",
+        description="Status of the torrent of s3://BUCKET/KEY on the stack at --api: fresh,"
+        " stale, building (parts done) or failed (why), its info hashes and magnet link.",
+    )
+    status.add_argument("uri", metavar="s3://BUCKET/KEY")
+    status.add_argument("--api", metavar="URL", required=True, help=API_HELP)
+    status.add_argument("--region", help="region to sign for (default: from the URL or AWS)")
+    status.add_argument("--json", action="store_true", help="print the API's JSON object")
 
     show = commands.add_parser("show", help="decode and describe a .torrent file")
     show.add_argument("file", metavar="FILE", help="a .torrent file, or - for stdin")

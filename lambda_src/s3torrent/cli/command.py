@@ -17,6 +17,10 @@ class CliError(Exception):
     """A one-line reason to stop, printed on stderr."""
 
 
+class UsageError(CliError):
+    """Flags that do not go together: exits EXIT_USAGE, as argparse's own usage errors do."""
+
+
 class CommandContext(NamedTuple):
     """Where a command writes, and where it gets its boto3 session.
 

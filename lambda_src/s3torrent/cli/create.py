@@ -12,7 +12,7 @@ from typing import IO
 
 from s3torrent.cli.arguments import parse_s3_uri
 from s3torrent.cli.collection import create_collection
-from s3torrent.cli.command import EXIT_OK, CliError, CommandContext
+from s3torrent.cli.command import EXIT_OK, CliError, CommandContext, UsageError
 from s3torrent.cli.description import describe_torrent, torrent_rows
 from s3torrent.cli.output import ProgressBar, print_rows
 from s3torrent.cli.wiring import object_ref, service_for, settings_from_args
@@ -27,6 +27,8 @@ def cmd_create(args: argparse.Namespace, context: CommandContext) -> int:
     """Make (or find fresh) the torrent of one object; write it to S3 or to --output."""
     if args.json and args.output == "-":
         raise CliError("--json and --output - both want stdout: pick one")
+    if args.wait_seconds is not None:  # `create --api` is cli/remote.py
+        raise UsageError("--wait-seconds follows a build on the stack: it needs --api")
     bucket, key = parse_s3_uri(args.uri, key_required=True)
     if key.endswith("/"):  # s3://BUCKET/PREFIX/: a collection (docs/collections.md)
         return create_collection(args, context, bucket, key, _write_output)

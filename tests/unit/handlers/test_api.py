@@ -308,6 +308,7 @@ def test_object_over_inline_limit_is_queued_and_answered_503(
         "location": "/torrents/s3torrent-demo/reports/Q1%202024%20summary.pdf",
         "bucket": BUCKET,
         "key": KEY,
+        "source_etag": stack.s3.head_object(Bucket=BUCKET, Key=KEY)["ETag"],
     }
     assert header(post, "Location") == body["location"]
     (job,) = [json.loads(b) for b in drain(stack.sqs, stack.queue_url)]

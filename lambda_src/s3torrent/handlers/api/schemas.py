@@ -249,6 +249,12 @@ class Queued(BaseModel):
     location: str
     bucket: str
     key: str
+    source_etag: str | None = Field(
+        default=None, description="the object version (ETag) the queued job builds"
+    )
+    listing_digest: str | None = Field(
+        default=None, description="collections: the listing the queued job builds"
+    )
 
 
 class BackfillRequest(_Strict):

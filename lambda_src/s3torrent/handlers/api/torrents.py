@@ -84,8 +84,12 @@ def create_torrent(request: CreateTorrentRequest) -> Response[Any]:
             version_id=ref.version_id,
             overrides=overrides,
         )
-        body = Queued(location=location, bucket=ref.bucket, key=ref.key)
-        return json_response(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
+        body = Queued(
+            location=location, bucket=ref.bucket, key=ref.key, source_etag=result.source_etag
+        )
+        return json_response(
+            HTTPStatus.ACCEPTED, body.model_dump(exclude_none=True), Location=location
+        )
     if require_torrent(result).record is None:  # made for this caller, stored nowhere
         return json_response(HTTPStatus.OK, custom_torrent(result).model_dump())
     created = result.outcome is Outcome.CREATED
@@ -126,27 +130,21 @@ def describe_torrent(bucket: str, key: str) -> Response[Any]:
             fresh = result.outcome is Outcome.FRESH
             info = TorrentInfo.from_result(result, "fresh" if fresh else "stale")
     except ObjectNotFound:
-        if not _of_this_version(ref, build):
+        if not _under_way_or_failed(build):
             raise
         assert build is not None
         return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
-    if not fresh and _of_this_version(ref, build):
+    if not fresh and _under_way_or_failed(build):
         assert build is not None
         return json_response(HTTPStatus.OK, TorrentInfo.from_build(build, kind).model_dump())
     return json_response(HTTPStatus.OK, info.with_build(build).model_dump())
 
 
-def _of_this_version(ref: ObjectRef, build: BuildState | None) -> bool:
-    """True when a build that has not written its torrent yet (running, or failed) is of the
-    object as it is now: an old version's failure is not the current object's status."""
-    if build is None or build.status == "done":
-        return False
-    if ref.key.endswith("/"):  # a collection's build: reported while its listing is stale
-        return True
-    try:
-        return request_runtime(router).objects.head_object(ref).etag == build.etag
-    except ObjectNotFound:
-        return False
+def _under_way_or_failed(build: BuildState | None) -> bool:
+    """True for a build that has not written its torrent (running, or failed): with no fresh
+    torrent, it is the status. Its `source_etag` (`listing_digest`) says which version it
+    was; a caller following a job compares it with the one `POST /torrents` queued."""
+    return build is not None and build.status != "done"
 
 
 def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Response[Any]:
@@ -165,8 +163,15 @@ def _create_collection(ref: ObjectRef, overrides: dict[str, Any] | None) -> Resp
     location = "/torrents/" + quote(f"{ref.bucket}/{ref.key}")
     if collection_needs_worker(result):
         queue_collection(runtime, result, overrides)
-        body = Queued(location=location, bucket=ref.bucket, key=ref.key)
-        return json_response(HTTPStatus.ACCEPTED, body.model_dump(), Location=location)
+        body = Queued(
+            location=location,
+            bucket=ref.bucket,
+            key=ref.key,
+            listing_digest=result.listing_digest,
+        )
+        return json_response(
+            HTTPStatus.ACCEPTED, body.model_dump(exclude_none=True), Location=location
+        )
     result = require_collection(result, inline)
     created = result.outcome is Outcome.CREATED
     info = TorrentInfo.from_collection(result, "created" if created else "fresh")
