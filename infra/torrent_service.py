@@ -393,6 +393,7 @@ class S3TorrentService(Construct):
         self.worker_queue.grant_send_messages(self.backfill.role)
         self.backfill_queue.grant_send_messages(self.backfill.role)
         self._table_access(self.backfill, "GetItem", "PutItem", "UpdateItem")
+        self._feed_access(self.backfill, "BatchGetItem")  # fresh torrents: are they listed?
 
     def _table_access(self, fn: TorrentFunction, *actions: str) -> None:
         nag.grant(

@@ -23,6 +23,8 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from s3torrent.collections import CollectionRef, CollectionResult, CollectionService
 from s3torrent.collections.records import HashRecords
 from s3torrent.collections.service import overrides_meta_version
@@ -32,6 +34,7 @@ from s3torrent.errors import (
     NativeTorrentUnavailable,
     ObjectChanged,
     ObjectNotFound,
+    S3TorrentError,
     UnsupportedObject,
 )
 from s3torrent.fanout import BuildManifest, BuildState, FanoutBuilds, FanoutStore
@@ -68,6 +71,7 @@ from s3torrent.torrent import (
     build_torrent,
     fit_piece_length,
     magnet_link,
+    read_collection_torrent,
     read_torrent,
     torrent_name_for_key,
 )
@@ -93,6 +97,10 @@ class TorrentIndex(Protocol):
     def record_torrent(self, result: TorrentResult) -> None: ...
 
     def forget_torrent(self, ref: ObjectRef) -> None: ...
+
+    def record_collection(self, result: CollectionResult) -> None: ...
+
+    def forget_collection(self, bucket: str, prefix: str) -> None: ...
 
 
 class TorrentService:
@@ -262,7 +270,10 @@ class TorrentService:
         None once written, else why not."""
         settings = self.settings_for(manifest.overrides or None)
         if manifest.kind == "collection":
-            return self.collections.finish_fanout(manifest, unit_hashes, settings)
+            why = self.collections.finish_fanout(manifest, unit_hashes, settings)
+            if why is None:
+                self.publish_collection(CollectionRef(manifest.bucket, manifest.key))
+            return why
         ref = ObjectRef(manifest.bucket, manifest.key)
         options = replace(
             torrent_options(settings, ref.bucket, ref.key),
@@ -332,10 +343,45 @@ class TorrentService:
         if self.index is not None and result.record is not None:
             self.index.record_torrent(result)
 
+    def publish_collection(self, written: CollectionResult | CollectionRef) -> None:
+        """List a collection torrent just written in the feed index: from the result that
+        wrote it, or (a fan-out build's, which has none) read back with one GET.
+
+        Best effort, logged: the torrent is written whatever the index says, and no retry
+        would list it (a collection found fresh is not listed again); its next rebuild does.
+        """
+        if self.index is None:
+            return
+        ref = written if isinstance(written, CollectionRef) else written.ref
+        try:
+            if isinstance(written, CollectionRef):
+                stored = self.objects.get_collection_torrent(written.torrent_ref)
+                if stored is None:  # deleted since (its members went): nothing to list
+                    return
+                data, record = stored
+                magnet = magnet_link(read_collection_torrent(data))
+                written = CollectionResult(
+                    Outcome.CREATED, ref, record=record, torrent_bytes=data, magnet=magnet
+                )
+            if written.record is not None:
+                self.index.record_collection(written)
+        except (S3TorrentError, ClientError, InvalidTorrent) as error:
+            logger.warning("%s: not listed in the feeds: %s", ref.uri, error)
+
+    def _forget_collection(self, ref: CollectionRef) -> None:
+        if self.index is not None:
+            self.index.forget_collection(ref.bucket, ref.prefix)
+
     @cached_property
     def collections(self) -> CollectionService:
         """The multi-file torrents of prefixes (s3torrent/collections/)."""
-        return CollectionService(self.settings, self.objects, self.hash_records, self.fanout)
+        return CollectionService(
+            self.settings,
+            self.objects,
+            self.hash_records,
+            self.fanout,
+            on_removed=self._forget_collection,
+        )
 
     def make_collection(
         self,
@@ -351,8 +397,9 @@ class TorrentService:
         """Make (or reuse) the torrent of every object under a prefix (`<PREFIX>.torrent`).
 
         Collections are v1 unless the overrides ask for a meta version (policy.py says why).
+        A torrent written is listed in the feed index (publish_collection).
         """
-        return self.collections.make(
+        result = self.collections.make(
             ref,
             settings=self.settings_for(overrides),
             meta_version=overrides_meta_version(overrides),
@@ -363,6 +410,9 @@ class TorrentService:
             match_options=match_options,
             overrides=overrides,
         )
+        if write and result.outcome is Outcome.CREATED:
+            self.publish_collection(result)
+        return result
 
     def remove_torrent(self, ref: ObjectRef) -> TorrentResult:
         """On ObjectRemoved: delete our `<key>.torrent` if, and only if, the source is gone.

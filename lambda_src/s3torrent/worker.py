@@ -264,6 +264,8 @@ class Worker:
                 raise
             self._reject(str(error), uri=ref.uri, error=error.code)
             return
+        if result.outcome is Outcome.FRESH:  # a redelivery, or made before feeds: list it
+            self.service.publish_collection(result)
         # CHANGED: a member changed while it was read; its event sends the next rebuild.
         logger.info(
             f"collection {result.outcome.value}: {ref.torrent_key}",

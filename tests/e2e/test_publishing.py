@@ -143,3 +143,28 @@ def test_chromium_shows_the_demo_bucket(stack: Stack, tmp_path: Path) -> None:
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     SCREENSHOT.write_bytes(png)  # the picture docs/publishing.md shows
+
+
+def test_the_demo_collection_is_in_its_folders_feed_and_page(stack: Stack) -> None:
+    # The stack's start made it through the API (`GET /demo/collections/Sommer 2024+ü/?torrent`),
+    # which lists the torrent it wrote.
+    prefix = "collections/Sommer 2024+ü/"
+    stored = stack.s3().get_object(Bucket="demo", Key=prefix[:-1] + ".torrent")["Body"].read()
+    answer = http("GET", f"{stack.api_url}/feeds/demo/collections/")
+    assert answer.status == 200
+    (entry,) = [
+        e for e in feedparser.parse(answer.body).entries if e.title.startswith(prefix + " (")
+    ]
+    assert entry.title == f"{prefix} (collection of 4 files)"
+    (enclosure,) = entry.enclosures
+    assert unquote(urlsplit(enclosure.href).path).endswith("/demo/" + prefix)
+    fetched = http("GET", enclosure.href)  # as a BitTorrent client's RSS downloader does
+    assert fetched.status == 200
+    assert fetched.headers["content-type"] == "application/x-bittorrent"
+    assert fetched.body == stored
+    page = Page()
+    page.feed(http("GET", f"{stack.api_url}/browse/demo/collections/").body.decode("utf-8"))
+    links = {link.get("class"): link["href"] for link in page.links if link.get("class")}
+    assert links["collection-torrent"] == enclosure.href
+    assert links["collection-magnet"] == entry.torrent_magneturi
+    assert http("GET", links["collection-torrent"]).body == stored

@@ -179,6 +179,17 @@ def test_backfill_role_only_lists_the_configured_prefixes(full: dict[str, Any]) 
     granted = grants(full, "S3TorrentBackfillRole")
     assert actions_on(granted, "s3:") == pairs({"s3:ListBucket"}, buckets(full))
     assert actions_on(granted, "kms:") == set()
+    table = arn_of(full, "AWS::DynamoDB::Table", "Backfills")
+    # Get/Put/UpdateItem: its progress; BatchGetItem: are the fresh torrents in the feeds?
+    assert actions_on(granted, "dynamodb:") == pairs(
+        {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchGetItem",
+        },
+        [table],
+    )
     send = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     consume = {
         "sqs:ReceiveMessage",

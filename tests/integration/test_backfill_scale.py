@@ -27,6 +27,7 @@ import pytest
 
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.publishing import FeedEntry, FeedIndex
 from s3torrent.settings import Settings
 from s3torrent_local import moto_fixes
 from tests.support.handlers import (
@@ -62,14 +63,17 @@ def fast_sqs_clock() -> Iterator[None]:
         moto_fixes.uninstall()
 
 
-def populate(bucket: str) -> set[str]:
-    """Put the layout into moto's backend; returns the keys that must be queued."""
-    from datetime import timedelta
+def populate(bucket: str, index: FeedIndex) -> set[str]:
+    """Put the layout into moto's backend, the fresh torrents into the feed index (a fresh
+    torrent the feeds lack would be queued, to list it); returns the keys that must be
+    queued."""
+    from datetime import UTC, datetime, timedelta
 
     from moto.s3.models import s3_backends
 
     backend = s3_backends[MOTO_ACCOUNT]["aws"]
     stored = backend.buckets[bucket].keys
+    listed: list[FeedEntry] = []
     expected = set()
     skip = EMPTY + MARKERS
     for i in range(OBJECTS):
@@ -84,12 +88,14 @@ def populate(bucket: str) -> set[str]:
         backend.put_object(bucket, key, b"x")
         if i < skip + FRESH:
             backend.put_object(bucket, key + ".torrent", b"d")
+            listed.append(FeedEntry(bucket, key, 1, 1, None, None, "magnet:?", datetime.now(UTC)))
         elif i < skip + FRESH + STALE:
             backend.put_object(bucket, key + ".torrent", b"d")
             stored[key + ".torrent"].last_modified -= timedelta(hours=1)
             expected.add(key)
         else:
             expected.add(key)
+    index.put_many(listed)
     return expected
 
 
@@ -114,7 +120,7 @@ def test_backfill_of_20000_objects(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
     sqs = client("sqs", moto_endpoint)
     resources = make_resources(moto_endpoint)
-    expected = populate(bucket)
+    expected = populate(bucket, FeedIndex(client("dynamodb", moto_endpoint), resources.table))
     populated = time.monotonic()
     assert len(expected) == OBJECTS - FRESH - EMPTY - MARKERS
 

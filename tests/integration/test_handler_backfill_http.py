@@ -6,13 +6,14 @@ GET /backfills/{id} reporting it complete. Then a second walk costs LIST request
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from s3torrent.handlers import api, backfill
 from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.publishing import FeedEntry
 from s3torrent.settings import Settings
 from tests.support.handlers import (
     SESSION,
@@ -60,6 +61,9 @@ def test_backfill_end_to_end(
         s3.put_object(Bucket=bucket, Key=key, Body=bytes([i]) * (1000 + i))
         if i % 4 == 0:
             s3.put_object(Bucket=bucket, Key=key + ".torrent", Body=b"d")  # fresh (by date)
+            # ... and in the feeds (a fresh torrent they lack would be queued, to list it).
+            entry = FeedEntry(bucket, key, 1000 + i, 1, None, None, "magnet:?", datetime.now(UTC))
+            runtime.feed_index.put(entry)
         else:
             expected.add(key)
             if i % 4 == 1:

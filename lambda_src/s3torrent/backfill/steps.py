@@ -1,7 +1,9 @@
 """The backfill walk: starts backfills and walks each one step (one invocation) at a time.
 
 A step lists from where its message says, hands what it lists to the planner, queues a job
-for every object whose torrent is missing or stale, and, when the invocation runs low on
+for every object whose torrent is missing or stale — and for every fresh one the feed index
+does not list yet (a torrent made before publishing existed: its job finds it fresh and lists
+it, at one BatchGetItem per 100 fresh objects here) — and, when the invocation runs low on
 time, commits its counters and sends the rest of the walk on as a continuation message.
 `ProgressStore` makes a step that SQS delivers twice walk once (see `progress`).
 """
@@ -21,6 +23,7 @@ from s3torrent.job_queue import JobQueue
 from s3torrent.messages import BackfillMessage, CollectionMessage, JobMessage
 from s3torrent.model import ListPage
 from s3torrent.observability import logger
+from s3torrent.publishing.index import FeedIndex
 from s3torrent.s3.objects import S3Objects
 from s3torrent.settings import Settings
 
@@ -64,6 +67,7 @@ class Backfills:
         backfill_queue: JobQueue,
         progress: ProgressStore,
         page_size: int = 1000,
+        index: FeedIndex | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
@@ -71,6 +75,9 @@ class Backfills:
         self.backfill_queue = backfill_queue
         self.progress = progress
         self.page_size = page_size  # ListObjectsV2 MaxKeys (1000, S3's maximum)
+        # The feed index lives in the progress table (publishing/index.py): fresh torrents
+        # it does not list get a job, which lists them.
+        self.index = index if index is not None else FeedIndex(progress.client, progress.table)
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -215,18 +222,31 @@ class Backfills:
     def _dispatch(
         self, message: BackfillMessage, planned: Iterable[PlannedObject], tally: Counter[str]
     ) -> None:
-        jobs: list[str] = []
+        keys: list[str] = []
+        fresh: list[str] = []
         for item in planned:
             tally["listed"] += 1
             if item.action in ("missing", "stale"):
-                job = JobMessage(
-                    bucket=message.bucket, key=item.key, backfill_id=message.backfill_id
-                )
-                jobs.append(job.to_body())
+                keys.append(item.key)
+            elif item.action == "fresh":
+                fresh.append(item.key)
             else:
-                tally["fresh" if item.action == "fresh" else "skipped"] += 1
-        if not jobs:
+                tally["skipped"] += 1
+        if fresh:
+            # Fresh torrents the feeds do not list (made before the index existed, or an
+            # index write that never succeeded) are queued too: the worker finds each fresh
+            # (a HEAD and a GET, nothing hashed) and lists it. Every entry is in the bucket's
+            # scope, so one BatchGetItem per 100 keys, whatever folders they are in.
+            listed = self.index.lookup(message.bucket, "", fresh)
+            unlisted = [key for key in fresh if key not in listed]
+            tally["fresh"] += len(fresh) - len(unlisted)
+            keys.extend(unlisted)
+        if not keys:
             return
+        jobs = [
+            JobMessage(bucket=message.bucket, key=key, backfill_id=message.backfill_id).to_body()
+            for key in keys
+        ]
         rejected = self.worker_queue.send_all(jobs)
         for body, why in rejected:
             logger.error("SQS refused a job", extra={"job": body[:300], "reason": why})

@@ -95,11 +95,14 @@ class CollectionService:
         objects: S3Objects,
         records: HashRecords | None = None,
         fanout: FanoutBuilds | None = None,
+        *,
+        on_removed: Callable[[CollectionRef], None] | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
         self.records = records  # what earlier builds hashed: None reads every member
         self.fanout = fanout  # spreads big builds over worker invocations (docs/fanout.md)
+        self.on_removed = on_removed  # told of a torrent remove_if_empty deleted (feed index)
 
     def finish_fanout(
         self,
@@ -264,17 +267,21 @@ class CollectionService:
 
     def remove_if_empty(self, ref: CollectionRef) -> bool:
         """Delete the stored collection torrent when no member is left under the prefix (a
-        kept collection whose last object was deleted); True when it was deleted."""
+        kept collection whose last object was deleted); True when it was deleted.
+
+        `on_removed` (the feed index) hears of every empty prefix, the torrent deleted now or
+        before: a retry after it failed once completes it."""
         listing = collect(
             ref, self._pages(ref), lambda keys: invalid_collection_keys(keys, MetaVersion.V1)
         )
         if listing.members:
             return False
         stored = self.objects.get_collection_torrent(ref.torrent_ref)
-        if stored is None:
-            return False
-        self.objects.delete_collection_torrent(ref.torrent_ref, stored[1].etag)
-        return True
+        if stored is not None:
+            self.objects.delete_collection_torrent(ref.torrent_ref, stored[1].etag)
+        if self.on_removed is not None:
+            self.on_removed(ref)  # unlisted from the feeds
+        return stored is not None
 
     def list(self, ref: CollectionRef, meta_version: MetaVersion) -> Listing:
         """The collection's members as S3 lists them now.

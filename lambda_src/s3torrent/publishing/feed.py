@@ -66,10 +66,12 @@ class Feed:
     def item(self, entry: FeedEntry) -> dict[str, Any]:
         """One item as JSON (the RSS item's fields, named)."""
         return {
-            "title": entry.key,
+            "title": entry.title,
+            "kind": "collection" if entry.is_collection else "object",
             "bucket": entry.bucket,
             "key": entry.key,
             "size": entry.size,
+            "files": entry.files,
             "torrent_url": self.links.torrent(entry.bucket, entry.key),
             "torrent_length": entry.torrent_length,
             "magnet": entry.magnet,
@@ -123,13 +125,19 @@ class Feed:
 
     def _rss_item(self, channel: ElementTree.Element, entry: FeedEntry) -> None:
         item = ElementTree.SubElement(channel, "item")
-        _text(item, "title", entry.key)
+        _text(item, "title", entry.title)
         # The object's folder page, not the magnet: a client reading `link` as the torrent to
         # fetch (qBittorrent takes a magnet `link` over the enclosure) would need peers for the
         # metadata, while the enclosure downloads through the web seed alone.
         _text(item, "link", self.links.page(self.bucket, self.prefix))
         hashes = ", ".join(h for h in (entry.info_hash_v1, entry.info_hash_v2) if h)
-        _text(item, "description", f"{entry.size} bytes; info hashes {hashes}; {entry.magnet}")
+        what = f"{entry.size} bytes"
+        if entry.is_collection:
+            files = f"{entry.files} files, " if entry.files is not None else ""
+            what = f"a collection (every object under {entry.key}): {files}{what}"
+        _text(item, "description", f"{what}; info hashes {hashes}; {entry.magnet}")
+        # A collection's URL keeps the prefix's trailing slash: `GET /b/a/x/?torrent` is the
+        # collection's torrent (as `aws s3api get-object-torrent --key a/x/` asks).
         ElementTree.SubElement(
             item,
             "enclosure",

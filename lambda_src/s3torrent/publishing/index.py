@@ -17,6 +17,11 @@ new key attributes? The table's key is `backfill_id` alone (changing it replaces
 an index is added in place. The price is write amplification: a key `a/b/c.bin` costs three
 items (at most `MAX_SCOPES`), written in one BatchWriteItem; deep keys past `MAX_SCOPES`
 folders appear in the feeds of their top `MAX_SCOPES - 1` folders and the bucket only.
+
+Collections (the multi-file `<PREFIX>.torrent` of every object under `PREFIX/`) are entries
+too, keyed by the prefix with its trailing slash (`a/x/`, which no object's key can be): they
+are listed in the bucket's feed and in the feeds of the folders *above* the prefix (`a/`), the
+page that shows the folder `x/` — not in `a/x/`'s own feed, which lists its members.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3torrent.errors import TransientServiceError
 from s3torrent.model import ObjectRef, TorrentResult
+
+if TYPE_CHECKING:  # the publishing package stays free of the collections' imports at run time
+    from s3torrent.collections import CollectionResult
 
 INDEX_NAME = "feeds"
 SCOPE_ATTRIBUTE = "feed_scope"
@@ -57,13 +65,28 @@ class FeedEntry:
     """One torrent s3torrent made, as feeds and pages show it."""
 
     bucket: str
-    key: str
-    size: int  # bytes of the object
+    key: str  # the object's key, or a collection's prefix (ending in `/`)
+    size: int  # bytes of the object (of every member of a collection)
     torrent_length: int  # bytes of the `.torrent`
     info_hash_v1: str | None
     info_hash_v2: str | None
     magnet: str
     published: datetime  # when the torrent was written (UTC)
+    files: int | None = None  # a collection's file count (None: one object)
+
+    @property
+    def is_collection(self) -> bool:
+        """A collection's entry: its key is the prefix, ending in `/` (no object's can)."""
+        return self.key.endswith("/")
+
+    @property
+    def title(self) -> str:
+        """What feeds call it: the key, or `a/x/ (collection of 3 files)`."""
+        if not self.is_collection:
+            return self.key
+        if self.files is None:
+            return f"{self.key} (collection)"
+        return f"{self.key} (collection of {self.files} file{'' if self.files == 1 else 's'})"
 
     @property
     def guid(self) -> str:
@@ -77,8 +100,9 @@ class FeedEntry:
 
 
 def feed_scopes(key: str) -> list[str]:
-    """The scopes a key's torrent is listed in: the bucket, then each folder above the key."""
-    parts = key.split("/")[:-1]
+    """The scopes a key's torrent is listed in: the bucket, then each folder above the key
+    (above a collection's prefix `a/x/`: `""` and `a/`, not `a/x/` itself)."""
+    parts = key.removesuffix("/").split("/")[:-1]
     scopes = [""]
     for depth in range(1, min(len(parts), MAX_SCOPES - 1) + 1):
         scopes.append("/".join(parts[:depth]) + "/")
@@ -110,6 +134,28 @@ def entry_from_result(result: TorrentResult, now: datetime | None = None) -> Fee
     )
 
 
+def entry_from_collection(
+    result: CollectionResult, now: datetime | None = None
+) -> FeedEntry | None:
+    """The entry of a collection torrent the service wrote (or read back); None without its
+    record, bytes or magnet."""
+    record = result.record
+    if record is None or result.magnet is None or result.torrent_bytes is None:
+        return None
+    published = record.last_modified or now or datetime.now(UTC)
+    return FeedEntry(
+        bucket=result.ref.bucket,
+        key=result.ref.prefix,
+        size=record.size,
+        torrent_length=len(result.torrent_bytes),
+        info_hash_v1=record.info_hash_v1,
+        info_hash_v2=record.info_hash_v2,
+        magnet=result.magnet,
+        published=published.astimezone(UTC),
+        files=record.files,
+    )
+
+
 def item_id(bucket: str, scope: str, key: str) -> str:
     """The table key of one index item (a digest: bucket, scope and key may reach 2 KB)."""
     digest = hashlib.sha256("\0".join((bucket, scope, key)).encode("utf-8")).hexdigest()
@@ -134,6 +180,8 @@ def index_items(entry: FeedEntry) -> list[dict[str, Any]]:
         base["info_hash_v1"] = {"S": entry.info_hash_v1}
     if entry.info_hash_v2:
         base["info_hash_v2"] = {"S": entry.info_hash_v2}
+    if entry.files is not None:
+        base["files"] = {"N": str(entry.files)}
     return [
         {
             **base,
@@ -156,6 +204,7 @@ def entry_from_item(item: dict[str, Any]) -> FeedEntry:
         info_hash_v2=item.get("info_hash_v2", {}).get("S"),
         magnet=item["magnet"]["S"],
         published=datetime.fromtimestamp(millis / 1000, UTC),
+        files=int(item["files"]["N"]) if "files" in item else None,
     )
 
 
@@ -198,9 +247,23 @@ class FeedIndex:
 
     def forget_torrent(self, ref: ObjectRef) -> None:
         """Remove a deleted torrent from every feed it was listed in."""
+        self.forget(ref.bucket, ref.key)
+
+    def record_collection(self, result: CollectionResult) -> None:
+        """List a collection torrent just written in the feeds above its prefix."""
+        entry = entry_from_collection(result)
+        if entry is not None:
+            self.put(entry)
+
+    def forget_collection(self, bucket: str, prefix: str) -> None:
+        """Remove a deleted collection torrent (key: its prefix, `a/x/`) from the feeds."""
+        self.forget(bucket, prefix)
+
+    def forget(self, bucket: str, key: str) -> None:
+        """Delete one entry's items (an object's key, or a collection's prefix)."""
         requests = [
-            {"DeleteRequest": {"Key": {"backfill_id": {"S": item_id(ref.bucket, scope, ref.key)}}}}
-            for scope in feed_scopes(ref.key)
+            {"DeleteRequest": {"Key": {"backfill_id": {"S": item_id(bucket, scope, key)}}}}
+            for scope in feed_scopes(key)
         ]
         self._write(requests)
 
@@ -255,8 +318,9 @@ class FeedIndex:
         return entries
 
     def lookup(self, bucket: str, prefix: str, keys: Iterable[str]) -> dict[str, FeedEntry]:
-        """The entries of these keys (directly inside folder `prefix`), by key; the missing
-        ones were made before the index, or not by s3torrent."""
+        """The entries of these keys (directly inside folder `prefix`, or anywhere below it
+        with `prefix` `""`: every entry is in the bucket's scope), by key; the missing ones
+        were made before the index, or not by s3torrent. One BatchGetItem per 100 keys."""
         scope = folder_scope(prefix)
         wanted = {item_id(bucket, scope, key): key for key in keys}
         found: dict[str, FeedEntry] = {}

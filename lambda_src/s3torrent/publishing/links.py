@@ -35,7 +35,8 @@ class ApiLinks:
         return cls(f"{scheme}://{host}{mount}")
 
     def torrent(self, bucket: str, key: str) -> str:
-        """GetObjectTorrent: `GET /{bucket}/{key}?torrent` returns the `.torrent`."""
+        """GetObjectTorrent: `GET /{bucket}/{key}?torrent` returns the `.torrent`; for a
+        collection's prefix (`a/x/`, its trailing slash kept) the collection's torrent."""
         return f"{self.base}/{quote(bucket, safe='')}/{quote(key, safe='/')}?torrent"
 
     def feed(self, bucket: str, prefix: str, **query: str) -> str:

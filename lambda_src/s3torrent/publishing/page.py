@@ -64,23 +64,30 @@ def human_size(size: int) -> str:
 
 
 def object_rows(
-    objects: Sequence[ListedObject], entries: Mapping[str, FeedEntry]
+    objects: Sequence[ListedObject],
+    entries: Mapping[str, FeedEntry],
+    folders: Sequence[str] = (),
 ) -> list[ObjectRow]:
     """The page's objects: a `.torrent` listed next to its object is shown as that object's
-    link, not as an object of its own."""
+    link, not as an object of its own; so is `x.torrent` next to the folder `x/` when the
+    index knows it as that folder's collection torrent."""
     keys = {o.key for o in objects}
+    collections = {f for f in folders if f in entries}
     rows = []
     for obj in objects:
-        if obj.key.endswith(TORRENT_SUFFIX) and obj.key[: -len(TORRENT_SUFFIX)] in keys:
-            continue
+        if obj.key.endswith(TORRENT_SUFFIX):
+            base = obj.key[: -len(TORRENT_SUFFIX)]
+            if base in keys or base + "/" in collections:
+                continue
         has = obj.key + TORRENT_SUFFIX in keys or obj.key in entries
         rows.append(ObjectRow(obj, has, entries.get(obj.key)))
     return rows
 
 
 def get_object_torrent_command(links: ApiLinks, bucket: str, key: str) -> str:
-    """The AWS CLI line that fetches the torrent (S3's GetObjectTorrent on the API)."""
-    name = key.rsplit("/", 1)[-1] + TORRENT_SUFFIX
+    """The AWS CLI line that fetches the torrent (S3's GetObjectTorrent on the API); for a
+    collection's prefix (`a/x/`) its torrent, saved as `x.torrent`."""
+    name = key.removesuffix("/").rsplit("/", 1)[-1] + TORRENT_SUFFIX
     return (
         f"aws s3api get-object-torrent --endpoint-url {shlex.quote(links.base)}"
         f" --bucket {shlex.quote(bucket)} --key {shlex.quote(key)} {shlex.quote(name)}"
@@ -95,8 +102,11 @@ def render_page(
     rows: Sequence[ObjectRow],
     links: ApiLinks,
     next_url: str | None,
+    collections: Mapping[str, FeedEntry] | None = None,
 ) -> bytes:
-    """The folder page."""
+    """The folder page; `collections` are the folders (`a/x/`) whose collection torrent the
+    index knows, each shown with its torrent next to the link into the folder."""
+    collections = collections or {}
     title = f"s3://{bucket}/{prefix}"
     feed = links.feed(bucket, prefix)
     parts = [
@@ -115,6 +125,10 @@ def render_page(
     if folders:
         parts.append('<ul class="items">')
         for folder in folders:
+            entry = collections.get(folder)
+            if entry is not None:
+                parts.append(_collection(entry, folder, prefix, links))
+                continue
             name = folder[len(prefix) :]
             parts.append(
                 f'<li class="folder"><a href="{_e(links.page(bucket, folder))}">{_e(name)}</a></li>'
@@ -180,5 +194,36 @@ def _object(row: ObjectRow, bucket: str, prefix: str, links: ApiLinks) -> str:
         details.append("<dt>Torrent</dt><dd>none yet</dd>")
     return (
         f'<li class="object" data-key="{_e(obj.key)}"><h3>{_e(name)}</h3>'
+        f"<dl>{''.join(details)}</dl></li>"
+    )
+
+
+def _collection(entry: FeedEntry, folder: str, prefix: str, links: ApiLinks) -> str:
+    """A folder whose collection torrent exists: the link into it, and the torrent of every
+    object under it (`GET /b/a/x/?torrent`, its magnet, size, hashes, the CLI line)."""
+    bucket = entry.bucket
+    name = folder[len(prefix) :]
+    file_name = name.removesuffix("/") + TORRENT_SUFFIX
+    files = f"{entry.files:,} files, " if entry.files is not None else ""
+    details = [
+        f"<dt>Collection</dt><dd>every object under {_e(name)}: {files}"
+        f"{human_size(entry.size)} ({entry.size:,} bytes)</dd>",
+        f'<dt>Torrent</dt><dd><a class="collection-torrent" type="application/x-bittorrent"'
+        f' href="{_e(links.torrent(bucket, folder))}"'
+        f' aria-label="{_e(file_name)}, the collection of {_e(name)}">{_e(file_name)}</a></dd>',
+        f'<dt>Magnet</dt><dd><a class="collection-magnet" href="{_e(entry.magnet)}"'
+        f' aria-label="magnet link of the collection {_e(name)}">magnet link</a></dd>',
+    ]
+    for label, css, value in (
+        ("Info hash v1", "btih", entry.info_hash_v1),
+        ("Info hash v2", "btmh", entry.info_hash_v2),
+    ):
+        if value:
+            details.append(f'<dt>{label}</dt><dd><code class="{css}">{_e(value)}</code></dd>')
+    command = get_object_torrent_command(links, bucket, folder)
+    details.append(f'<dt>AWS CLI</dt><dd><code class="cli">{_e(command)}</code></dd>')
+    return (
+        f'<li class="folder collection" data-prefix="{_e(folder)}">'
+        f'<h3><a href="{_e(links.page(bucket, folder))}">{_e(name)}</a></h3>'
         f"<dl>{''.join(details)}</dl></li>"
     )

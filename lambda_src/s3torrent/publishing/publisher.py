@@ -27,15 +27,18 @@ class Publisher:
         return Feed(bucket, scope, self.index.latest(bucket, scope, limit), links)
 
     def page(self, bucket: str, prefix: str, token: str | None, links: ApiLinks) -> bytes:
-        """The HTML page of the folder `prefix`: its folders and objects, their torrents."""
+        """The HTML page of the folder `prefix`: its folders (with their collection torrents)
+        and objects, their torrents."""
         scope = folder_scope(prefix)
         listing = list_folder(self.s3_client, bucket, scope, token, max_keys=PAGE_KEYS)
         keys = {o.key for o in listing.objects}
         # Ask the index for every object, not only those whose `.torrent` is on this page: a
-        # torrent can sort onto the next page (`a`, `a-1`, …, `a.torrent`).
-        entries = self.index.lookup(
-            bucket, scope, [k for k in keys if not k.endswith(TORRENT_SUFFIX)]
-        )
+        # torrent can sort onto the next page (`a`, `a-1`, …, `a.torrent`). And for every
+        # folder: its collection torrent (`x.torrent` sorts just before `x/`, maybe on the page
+        # before). A listing page holds 1,000 keys and folders together: at most 10 requests.
+        sources = [k for k in keys if not k.endswith(TORRENT_SUFFIX)]
+        entries = self.index.lookup(bucket, scope, [*sources, *listing.folders])
+        collections = {f: entries[f] for f in listing.folders if f in entries}
         next_url = (
             links.page(bucket, scope, continuation=listing.next_token)
             if listing.next_token
@@ -45,7 +48,8 @@ class Publisher:
             bucket=bucket,
             prefix=scope,
             folders=listing.folders,
-            rows=object_rows(listing.objects, entries),
+            rows=object_rows(listing.objects, entries, listing.folders),
             links=links,
             next_url=next_url,
+            collections=collections,
         )

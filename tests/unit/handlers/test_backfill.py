@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from moto import mock_aws
 from s3torrent.backfill.progress import StepClaim
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
+from s3torrent.publishing import FeedEntry
 from s3torrent.settings import Settings
 from tests.support.handlers import (
     SESSION,
@@ -67,14 +68,20 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield Stack(s3, client("sqs"), runtime, resources.queue_url, resources.backfill_queue_url)
 
 
-def populate(s3: Any, count: int) -> set[str]:
-    """`count` objects: a third fresh, a sixth stale, the rest missing; returns what must queue."""
+def populate(stack: Stack, count: int) -> set[str]:
+    """`count` objects: a third fresh (and in the feed index), a sixth stale, the rest missing;
+    returns what must queue."""
+    s3 = stack.s3
     expected = set()
+    listed = []
     for i in range(count):
         key = f"data/{i % 7}/file {i:04d}+é.bin"
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"x" * (i + 1))
-        if i % 3 == 0:  # fresh: the torrent is newer than the object
+        if i % 3 == 0:  # fresh: the torrent is newer than the object, and the feeds list it
             s3.put_object(Bucket=BUCKET, Key=key + ".torrent", Body=b"d")
+            listed.append(
+                FeedEntry(BUCKET, key, i + 1, 1, None, None, "magnet:?", datetime.now(UTC))
+            )
         elif i % 6 == 1:  # stale: the torrent is older than the object
             s3.put_object(Bucket=BUCKET, Key=key + ".torrent", Body=b"d")
             age(BUCKET, key + ".torrent", timedelta(hours=1))
@@ -83,6 +90,7 @@ def populate(s3: Any, count: int) -> set[str]:
             expected.add(key)
     s3.put_object(Bucket=BUCKET, Key="data/empty.bin", Body=b"")  # skipped: 0 bytes
     s3.put_object(Bucket=BUCKET, Key="data/folder/", Body=b"")  # skipped: a marker
+    stack.runtime.feed_index.put_many(listed)
     return expected
 
 
@@ -119,7 +127,7 @@ def test_scheduled_event_starts_one_backfill_per_configured_scope(stack: Stack) 
 
 
 def test_walk_queues_exactly_the_missing_and_stale(stack: Stack) -> None:
-    expected = populate(stack.s3, 60)
+    expected = populate(stack, 60)
     backfill_id = stack.runtime.backfills.start(BUCKET, "")
     delivered = run_backfill(stack)
     assert len(delivered) == 1  # a whole budget of time: one step
@@ -136,7 +144,7 @@ def test_walk_queues_exactly_the_missing_and_stale(stack: Stack) -> None:
 
 
 def test_walk_continues_when_time_runs_low(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = populate(stack.s3, 60)
+    expected = populate(stack, 60)
     monkeypatch.setattr(backfill, "MARGIN_MS", 60_000)
     backfill_id = stack.runtime.backfills.start(BUCKET, "")
     steps = []
@@ -157,7 +165,7 @@ def test_walk_continues_when_time_runs_low(stack: Stack, monkeypatch: pytest.Mon
 
 
 def test_a_step_delivered_twice_queues_once(stack: Stack) -> None:
-    expected = populate(stack.s3, 30)
+    expected = populate(stack, 30)
     stack.runtime.backfills.start(BUCKET, "")
     (start,) = drain(stack.sqs, stack.backfill_queue_url)
     context = FakeContext(budget_ms=60_000 + 20_000, tick_ms=10_000)
@@ -185,7 +193,7 @@ def test_a_step_delivered_twice_queues_once(stack: Stack) -> None:
 
 
 def test_a_lost_continuation_is_sent_again_by_the_next_delivery(stack: Stack) -> None:
-    populate(stack.s3, 30)
+    populate(stack, 30)
     stack.runtime.backfills.start(BUCKET, "")
     (start,) = drain(stack.sqs, stack.backfill_queue_url)
     backfill.MARGIN_MS, saved = 60_000, backfill.MARGIN_MS
@@ -232,7 +240,7 @@ def test_a_backfill_of_a_missing_bucket_fails_for_good(stack: Stack) -> None:
 
 def test_the_packaged_start_fixture(stack: Stack) -> None:
     stack.runtime.progress.create("0123456789abcdef0123456789abcdef", BUCKET, "")
-    populate(stack.s3, 6)
+    populate(stack, 6)
     event = load_event("sqs_backfill_start.json")
     assert backfill.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
     assert len(queued_keys(stack)) == 4
