@@ -22,7 +22,7 @@ from urllib.parse import quote
 import libtorrent as lt
 import pytest
 
-from tests.e2e.test_web_seeds import aria2c
+from tests.support.downloads import aria2c, libtorrent_download
 from tests.support.ports import free_port
 from tests.support.stack import BIN, QUIET_BUCKET, Stack, aws, client_env, http
 
@@ -50,37 +50,6 @@ def collection(stack: Stack) -> dict[str, bytes]:
         # Public, as web seeds need (moto enforces object ACLs on unsigned GETs).
         s3.put_object(Bucket=QUIET_BUCKET, Key=PREFIX + path, Body=data, ACL="public-read")
     return FILES
-
-
-def libtorrent_download(torrent: bytes, into: Path, timeout: float = 60) -> None:
-    """A libtorrent session on loopback, DHT, LSD, UPnP and NAT-PMP off, until it seeds.
-
-    A web seed request that fails is retried after `urlseed_wait_retry` (30 s by default): a
-    busy moto answering one range late would stall the download past any sane timeout.
-    """
-    session = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "urlseed_wait_retry": 1,
-            "alert_mask": lt.alert_category.error | lt.alert_category.peer,
-        }
-    )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(torrent))  # type: ignore[arg-type]
-    params.save_path = str(into)
-    handle = session.add_torrent(params)
-    messages: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not handle.status().is_seeding:
-        messages += [alert.message() for alert in session.pop_alerts()]
-        if time.monotonic() > deadline:
-            pytest.fail(f"libtorrent did not finish in {timeout} s: {messages[-8:]}")
-        time.sleep(0.05)
-    session.remove_torrent(handle)
 
 
 def assert_downloaded(into: Path, files: dict[str, bytes]) -> None:

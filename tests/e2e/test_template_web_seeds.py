@@ -23,7 +23,7 @@ from urllib.parse import quote
 import libtorrent as lt
 import pytest
 
-from tests.e2e.test_web_seeds import aria2c, libtorrent_download
+from tests.support.downloads import aria2c, libtorrent_download
 from tests.support.lambda_runtime import functions, resolve
 from tests.support.ports import free_port
 from tests.support.stack import ServeProcess, Stack, client_env, http, wait_for_torrent

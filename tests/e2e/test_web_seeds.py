@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import libtorrent as lt
 import pytest
 
+from tests.support.downloads import aria2c, libtorrent_download
 from tests.support.stack import (
     EVENTS_BUCKET,
     QUIET_BUCKET,
@@ -24,44 +23,6 @@ from tests.support.stack import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def aria2c(torrent: Path, into: Path) -> None:
-    """aria2c with every peer source off: only the torrent's url-list can deliver."""
-    command = [
-        "aria2c", "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
-        "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--bt-stop-timeout=30",
-        "--check-integrity=true", "--allow-overwrite=true", "--summary-interval=0",
-        "--console-log-level=warn", f"--dir={into}", str(torrent),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"aria2c exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-
-
-def libtorrent_download(torrent: bytes, into: Path, timeout: float = 30) -> None:
-    """A libtorrent session on loopback with DHT, LSD, UPnP and NAT-PMP off, until finished."""
-    session = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "alert_mask": lt.alert_category.error,
-        }
-    )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(torrent))
-    params.save_path = str(into)
-    handle = session.add_torrent(params)
-    errors: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not handle.status().is_seeding:
-        errors += [alert.message() for alert in session.pop_alerts()]
-        if time.monotonic() > deadline:
-            pytest.fail(f"libtorrent did not finish in {timeout} s: {errors[-5:]}")
-        time.sleep(0.05)
-    session.remove_torrent(handle)
 
 
 def test_aria2c_downloads_through_the_web_seed(stack: Stack, tmp_path: Path) -> None:
