@@ -340,6 +340,14 @@ class FeedIndex:
                 if not request:
                     break
                 time.sleep(min(0.05 * 2**attempt, 1.0))
+            if request:
+                # Throttled past every attempt: an answer short of them would read as "not
+                # listed" (a page without magnets, a backfill queueing needless jobs).
+                left = len(request[self.table]["Keys"])
+                raise TransientServiceError(
+                    f"DynamoDB BatchGetItem {self.table}: {left} keys unprocessed after"
+                    f" {self.attempts} attempts"
+                )
         return found
 
     def _call(self, operation: str, **params: Any) -> Any:

@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote
 import feedparser
 import pytest
 
+from s3torrent.errors import TransientServiceError
 from s3torrent.handlers import api
 from s3torrent.model import ObjectRef
 from s3torrent.publishing import FeedEntry, FeedIndex, feed_scopes
@@ -217,3 +218,22 @@ def test_a_feed_of_50_from_an_index_of_10000_costs_one_query(published: Publishe
     wide = feedparser.parse(api_body(call(request("/feeds/media-archive/pub/", {"limit": "200"}))))
     assert len(wide.entries) == 200
     assert calls == ["Query"]
+
+
+def test_a_lookup_dynamodb_keeps_throttling_is_an_error_not_a_miss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from s3torrent.publishing import index as index_module
+
+    class Throttled:
+        calls = 0
+
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            return {"Responses": {"t": []}, "UnprocessedKeys": RequestItems}
+
+    monkeypatch.setattr(index_module.time, "sleep", lambda seconds: None)
+    client = Throttled()
+    with pytest.raises(TransientServiceError, match="unprocessed after 3 attempts"):
+        FeedIndex(client, "t", attempts=3).lookup(BUCKET, "", ["a", "b"])
+    assert client.calls == 3
