@@ -28,7 +28,6 @@ import pytest
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.publishing import FeedEntry, FeedIndex
-from s3torrent.settings import Settings
 from s3torrent_local import moto_fixes
 from tests.support.handlers import (
     MOTO_ACCOUNT,
@@ -124,13 +123,10 @@ def test_backfill_of_20000_objects(
     populated = time.monotonic()
     assert len(expected) == OBJECTS - FRESH - EMPTY - MARKERS
 
-    settings = Settings.from_mapping(
+    settings = resources.settings(
         {
             "buckets": [{"name": bucket}],
             "endpoint_url": moto_endpoint,
-            "queue_url": resources.queue_url,
-            "backfill_queue_url": resources.backfill_queue_url,
-            "backfill_table": resources.table,
         }
     )
     runtime = Runtime(settings, session=SESSION)

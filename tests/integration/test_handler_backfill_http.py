@@ -14,7 +14,6 @@ from s3torrent.handlers import api, backfill
 from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.publishing import FeedEntry
-from s3torrent.settings import Settings
 from tests.support.handlers import (
     SESSION,
     FakeContext,
@@ -41,13 +40,10 @@ def test_backfill_end_to_end(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
     s3, sqs = client("s3", moto_endpoint), client("sqs", moto_endpoint)
     resources = make_resources(moto_endpoint)
-    settings = Settings.from_mapping(
+    settings = resources.settings(
         {
             "buckets": [{"name": bucket, "prefix": "in/"}],
             "endpoint_url": moto_endpoint,
-            "queue_url": resources.queue_url,
-            "backfill_queue_url": resources.backfill_queue_url,
-            "backfill_table": resources.table,
         }
     )
     runtime = Runtime(settings, session=SESSION)

@@ -15,7 +15,6 @@ import pytest
 
 from s3torrent.handlers import worker as worker_handler
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 from tests.support.handlers import (
     SESSION,
     FakeContext,
@@ -81,13 +80,10 @@ def stack(
         },
     )
     resources = make_resources(moto_endpoint)
-    settings = Settings.from_mapping(
+    settings = resources.settings(
         {
             "buckets": [{"name": bucket}],
             "endpoint_url": proxy.url,
-            "queue_url": resources.queue_url,
-            "backfill_queue_url": resources.backfill_queue_url,
-            "backfill_table": resources.table,
         }
     )
     runtime = Runtime(settings, session=SESSION)

@@ -10,7 +10,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import moto.core.models  # noqa: F401  (registers moto's botocore hook before SESSION exists)
 
+from s3torrent.settings import Settings
 from s3torrent_local.stack import create_progress_table
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -107,6 +108,17 @@ class Resources:
     queue_url: str
     backfill_queue_url: str
     table: str
+
+    def settings(self, values: Mapping[str, Any]) -> Settings:
+        """`values` with these queues and table, as the stack sets them on every function."""
+        return Settings.from_mapping(
+            {
+                "queue_url": self.queue_url,
+                "backfill_queue_url": self.backfill_queue_url,
+                "backfill_table": self.table,
+                **values,
+            }
+        )
 
 
 def client(service: str, endpoint: str | None = None) -> Any:

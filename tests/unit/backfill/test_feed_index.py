@@ -19,7 +19,6 @@ from s3torrent.handlers import api, backfill
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.model import ObjectRef, Outcome
 from s3torrent.publishing import FeedEntry
-from s3torrent.settings import Settings
 from tests.support.handlers import SESSION, FakeContext, api_body, client, drain, make_resources
 from tests.support.handlers import sqs_event as sqs_records
 from tests.unit.publishing.test_feeds import request
@@ -45,12 +44,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
         resources = make_resources()
-        settings = Settings.from_mapping(
+        settings = resources.settings(
             {
                 "buckets": [{"name": BUCKET}],
-                "queue_url": resources.queue_url,
-                "backfill_queue_url": resources.backfill_queue_url,
-                "backfill_table": resources.table,
                 "read_transport": "sdk",
             }
         )

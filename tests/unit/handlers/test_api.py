@@ -32,6 +32,7 @@ from s3torrent.torrent import read_torrent
 from tests.support.handlers import (
     SESSION,
     FakeContext,
+    Resources,
     api_body,
     client,
     drain,
@@ -56,14 +57,17 @@ class Stack:
     backfill_queue_url: str
 
 
-def make_settings(resources: Any, **values: Any) -> Settings:
-    return Settings.from_mapping(
+def resources_of(stack: Stack) -> Resources:
+    table = stack.runtime.settings.backfill_table
+    assert table is not None
+    return Resources(stack.queue_url, stack.backfill_queue_url, table)
+
+
+def make_settings(resources: Resources, **values: Any) -> Settings:
+    return resources.settings(
         {
             "buckets": [{"name": BUCKET}, {"name": "torrents"}],
             "public_prefixes": [{"name": BUCKET, "prefix": "public/"}],
-            "queue_url": resources.queue_url,
-            "backfill_queue_url": resources.backfill_queue_url,
-            "backfill_table": resources.table,
             **values,
         }
     )
@@ -288,9 +292,7 @@ def test_large_torrent_redirects_to_a_presigned_get(
 def test_object_over_inline_limit_is_queued_and_answered_503(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    resources = type("R", (), {})()
-    resources.queue_url, resources.backfill_queue_url = stack.queue_url, stack.backfill_queue_url
-    resources.table = stack.runtime.settings.backfill_table
+    resources = resources_of(stack)
     # Callers may replace the stored torrent here, so their own options may be queued too.
     settings = make_settings(resources, api_inline_max_bytes=10, api_callers_may_replace=True)
     monkeypatch.setattr(api, "runtime", Runtime(settings, session=SESSION))
@@ -320,9 +322,7 @@ def test_polling_a_large_object_queues_one_job_per_version_and_options(
 ) -> None:
     """A client retrying `?torrent` every Retry-After must not start one more full read of
     the same huge object per poll (they would all hash the same bytes at once)."""
-    resources = type("R", (), {})()
-    resources.queue_url, resources.backfill_queue_url = stack.queue_url, stack.backfill_queue_url
-    resources.table = stack.runtime.settings.backfill_table
+    resources = resources_of(stack)
     settings = make_settings(resources, api_inline_max_bytes=10, api_callers_may_replace=True)
     runtime = Runtime(settings, session=SESSION)
     monkeypatch.setattr(api, "runtime", runtime)

@@ -16,7 +16,6 @@ from moto import mock_aws
 
 from s3torrent.handlers import api
 from s3torrent.handlers.runtime import Runtime
-from s3torrent.settings import Settings
 from s3torrent.torrent import read_collection_torrent as read_collection
 from tests.support.handlers import (
     SESSION,
@@ -45,12 +44,9 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         for key, data in FILES.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=data)
         resources = make_resources()
-        settings = Settings.from_mapping(
+        settings = resources.settings(
             {
                 "buckets": [{"name": BUCKET}],
-                "queue_url": resources.queue_url,
-                "backfill_queue_url": resources.backfill_queue_url,
-                "backfill_table": resources.table,
                 "api_inline_max_bytes": 1_000_000,
             }
         )

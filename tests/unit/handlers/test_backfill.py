@@ -20,7 +20,6 @@ from s3torrent.backfill.progress import StepClaim
 from s3torrent.handlers import backfill
 from s3torrent.handlers.runtime import Runtime
 from s3torrent.publishing import FeedEntry
-from s3torrent.settings import Settings
 from tests.support.handlers import (
     SESSION,
     FakeContext,
@@ -54,12 +53,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         for name in (BUCKET, OTHER):
             s3.create_bucket(Bucket=name)
         resources = make_resources()
-        settings = Settings.from_mapping(
+        settings = resources.settings(
             {
                 "buckets": [{"name": BUCKET}, {"name": OTHER, "prefix": "media/"}],
-                "queue_url": resources.queue_url,
-                "backfill_queue_url": resources.backfill_queue_url,
-                "backfill_table": resources.table,
             }
         )
         runtime = Runtime(settings, session=SESSION)

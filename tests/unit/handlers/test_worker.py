@@ -24,7 +24,6 @@ from s3torrent.messages import JobMessage
 from s3torrent.model import ObjectRef, TorrentResult
 from s3torrent.observability import logger
 from s3torrent.service import TorrentService
-from s3torrent.settings import Settings
 from s3torrent.torrent import read_torrent
 from tests.support.handlers import (
     SESSION,
@@ -71,12 +70,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         resources = make_resources()
-        settings = Settings.from_mapping(
+        settings = resources.settings(
             {
                 "buckets": [{"name": BUCKET}],
-                "queue_url": resources.queue_url,
-                "backfill_queue_url": resources.backfill_queue_url,
-                "backfill_table": resources.table,
             }
         )
         runtime = Runtime(settings, session=SESSION)

@@ -45,12 +45,9 @@ def kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kept]:
         s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
         resources = make_resources()
-        settings = Settings.from_mapping(
+        settings = resources.settings(
             {
                 "buckets": [{"name": BUCKET}],
-                "queue_url": resources.queue_url,
-                "backfill_queue_url": resources.backfill_queue_url,
-                "backfill_table": resources.table,
                 "collections": [{"bucket": BUCKET, "prefix": PREFIX, "meta_version": "hybrid"}],
                 "collection_delay_seconds": DELAY,
             }
