@@ -42,15 +42,18 @@ class Monitored:
     rest_api: apigw.RestApi
 
 
-def service_metric(metric: Metric, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
-    """One of the handlers' Powertools metrics."""
+def service_metric(
+    metric: Metric, statistic: str = "Sum", label: str | None = None, *, for_alarm: bool = False
+) -> cw.Metric:
+    """One of the handlers' Powertools metrics; `for_alarm` leaves the label out (a labelled
+    metric renders as metric math, which an alarm on one metric need not be)."""
     return cw.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=metric.value,
         dimensions_map={"service": SERVICE_NAME},
         statistic=statistic,
         period=FIVE_MINUTES,
-        label=label or metric.value,
+        label=None if for_alarm else label or metric.value,
     )
 
 
@@ -109,6 +112,14 @@ class TorrentMonitoring(Construct):
             threshold=queue_age_alarm_seconds,
             description=f"The oldest worker message waited over {queue_age_alarm_seconds} s: "
             "the worker is falling behind.",
+        )
+        self._alarm(
+            "TorrentsFailed",
+            service_metric(Metric.TORRENTS_FAILED, for_alarm=True),
+            threshold=1,
+            description="A message or task was acknowledged without a torrent because it can "
+            "never succeed (a poison message, access denied: the worker's log says why). Wrong "
+            "keys for an endpoint or a missing grant show here, not in the dead-letter queue.",
         )
         self._alarm(
             "ApiServerErrors",

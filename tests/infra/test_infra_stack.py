@@ -452,6 +452,7 @@ def test_alarms(full: dict[str, Any]) -> None:
         "ApiThrottles": ("AWS/Lambda", "Throttles", 1),
         "WorkerQueueAge": ("AWS/SQS", "ApproximateAgeOfOldestMessage", 3600),
         "ApiServerErrors": ("AWS/ApiGateway", "5XXError", 1),
+        "TorrentsFailed": ("s3torrent", "TorrentsFailed", 1),
     }
     topic = logical_id(full, "AWS::SNS::Topic", "AlarmTopic")
     for lid, alarm in resources(full, "AWS::CloudWatch::Alarm").items():
