@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from s3torrent.dynamodb import TRANSIENT_CODES, conditional_failed, error_code
 from s3torrent.errors import BackfillNotFound, TransientServiceError
 
 COUNTERS = ("listed", "queued", "fresh", "skipped", "done", "failed", "requests", "continuations")
@@ -66,10 +67,6 @@ def _now_iso(clock: Callable[[], float]) -> str:
     return datetime.fromtimestamp(clock(), UTC).isoformat(timespec="seconds")
 
 
-def _conditional_failed(error: ClientError) -> bool:
-    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
-
-
 class ProgressStore:
     """Reads and atomically updates backfill items."""
 
@@ -102,7 +99,7 @@ class ProgressStore:
                 ConditionExpression="attribute_not_exists(backfill_id)",
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return False
             raise
         return True
@@ -143,7 +140,7 @@ class ProgressStore:
                 },
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return False
             raise
         return True
@@ -178,7 +175,7 @@ class ProgressStore:
                 ExpressionAttributeValues=amounts,
             )
         except ClientError as error:
-            if not _conditional_failed(error):
+            if not conditional_failed(error):
                 raise
 
     # -- steps ----------------------------------------------------------------------------
@@ -212,7 +209,7 @@ class ProgressStore:
                 },
             )
         except ClientError as error:
-            if not _conditional_failed(error):
+            if not conditional_failed(error):
                 raise
             current = self.get(backfill_id)
             if current is None:
@@ -267,7 +264,7 @@ class ProgressStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return False
             raise
         return True
@@ -294,14 +291,8 @@ class ProgressStore:
         try:
             return getattr(self.client, operation)(**params)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in (
-                "ProvisionedThroughputExceededException",
-                "ThrottlingException",
-                "RequestLimitExceeded",
-                "InternalServerError",
-                "ServiceUnavailable",
-            ):
+            code = error_code(error)
+            if code in TRANSIENT_CODES:
                 raise TransientServiceError(f"DynamoDB {operation} {self.table}: {code}") from error
             raise
 

@@ -11,13 +11,19 @@ parts and manifest are deleted when the build ends. Why DynamoDB: docs/fanout.md
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from s3torrent.errors import TransientServiceError
+from s3torrent.dynamodb import (
+    BATCH_ATTEMPTS,
+    batch_get,
+    batch_write,
+    conditional_failed,
+    guarded,
+)
 from s3torrent.fanout.records import (
     BuildManifest,
     UnreadableRecord,
@@ -27,17 +33,6 @@ from s3torrent.fanout.records import (
 from s3torrent.table_blobs import TableBlobs
 
 RETENTION_SECONDS = 7 * 24 * 3600
-BATCH_GET = 100  # BatchGetItem takes at most 100 keys
-BATCH_WRITE = 25  # BatchWriteItem at most 25 requests
-_RETRIED = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -168,7 +163,7 @@ class FanoutStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return None
             raise
         return _state(build_id, response["Attributes"])
@@ -195,37 +190,25 @@ class FanoutStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 return False
             raise
         return True
 
     def load_parts(self, build_id: str, parts: int) -> list[bytes | None]:
         """Every part's record, in order (None where one is missing)."""
-        found: dict[str, bytes] = {}
         ids = [_part_id(build_id, index) for index in range(parts)]
-        for batch in _batches(ids, BATCH_GET):
-            keys: list[dict[str, Any]] = [{"backfill_id": {"S": item}} for item in batch]
-            while keys:
-                response = self._call(
-                    "batch_get_item",
-                    RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}},
-                )
-                for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["backfill_id"]["S"]] = bytes(item["data"]["B"])
-                keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+        items = batch_get(self._call, self.table, ids, consistent=True, attempts=BATCH_ATTEMPTS)
+        found = {item["backfill_id"]["S"]: bytes(item["data"]["B"]) for item in items}
         return [found.get(item) for item in ids]
 
     def forget(self, build_id: str, parts: int) -> None:
         """Delete the build's part records and manifest (its status item stays until TTL)."""
-        ids = [_part_id(build_id, index) for index in range(parts)]
-        for batch in _batches(ids, BATCH_WRITE):
-            requests: list[dict[str, Any]] = [
-                {"DeleteRequest": {"Key": {"backfill_id": {"S": item}}}} for item in batch
-            ]
-            while requests:
-                response = self._call("batch_write_item", RequestItems={self.table: requests})
-                requests = response.get("UnprocessedItems", {}).get(self.table, [])
+        deletes = [
+            {"DeleteRequest": {"Key": {"backfill_id": {"S": _part_id(build_id, index)}}}}
+            for index in range(parts)
+        ]
+        batch_write(self._call, self.table, deletes, attempts=BATCH_ATTEMPTS)
         self._guard(self.blobs.delete, _manifest_id(build_id))
 
     # -- internals --------------------------------------------------------------------------
@@ -247,15 +230,7 @@ class FanoutStore:
         return self._guard(getattr(self.client, operation), **params)
 
     def _guard(self, call: Callable[..., Any], *args: Any, **params: Any) -> Any:
-        try:
-            return call(*args, **params)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _RETRIED:
-                raise TransientServiceError(f"DynamoDB {self.table}: {code}") from error
-            raise
-        except BotoCoreError as error:  # connection trouble: worth another delivery
-            raise TransientServiceError(f"DynamoDB {self.table}: {error}") from error
+        return guarded(f"DynamoDB {self.table}", call, *args, **params)
 
 
 def _state(build_id: str, item: dict[str, Any]) -> BuildState:
@@ -271,16 +246,6 @@ def _state(build_id: str, item: dict[str, Any]) -> BuildState:
         updated_at=float(item.get("updated_at", {}).get("N", "0")),
         reason=item.get("reason", {}).get("S"),
     )
-
-
-def _conditional_failed(error: ClientError) -> bool:
-    code: str = error.response.get("Error", {}).get("Code", "")
-    return code == "ConditionalCheckFailedException"
-
-
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _status_id(build_id: str) -> str:

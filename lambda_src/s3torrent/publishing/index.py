@@ -27,15 +27,12 @@ page that shows the folder `x/` — not in `a/x/`'s own feed, which lists its me
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from s3torrent.errors import TransientServiceError
+from s3torrent.dynamodb import batch_get, batch_write, guarded
 from s3torrent.model import ObjectRef, TorrentResult
 
 if TYPE_CHECKING:  # the publishing package stays free of the collections' imports at run time
@@ -46,18 +43,7 @@ SCOPE_ATTRIBUTE = "feed_scope"
 ORDER_ATTRIBUTE = "feed_order"
 ID_PREFIX = "feed:"  # backfill ids are hex or `sched-…`, claim_job's marks `queued-job:…`
 MAX_SCOPES = 32  # the bucket and the 31 folders nearest the top
-_BATCH_WRITE = 25  # DynamoDB's BatchWriteItem limit
-_BATCH_GET = 100  # DynamoDB's BatchGetItem limit
 _LATEST_MS = 10**15  # inverted milliseconds stay 15 digits wide until the year 33658
-_TRANSIENT = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -278,18 +264,7 @@ class FeedIndex:
         self._write([{"PutRequest": {"Item": i}} for e in entries for i in index_items(e)])
 
     def _write(self, requests: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), _BATCH_WRITE):
-            pending: list[dict[str, Any]] = list(requests[start : start + _BATCH_WRITE])
-            for attempt in range(self.attempts):
-                response = self._call("batch_write_item", RequestItems={self.table: pending})
-                pending = response.get("UnprocessedItems", {}).get(self.table, [])
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            if pending:
-                raise TransientServiceError(
-                    f"DynamoDB BatchWriteItem {self.table}: {len(pending)} items unprocessed"
-                )
+        batch_write(self._call, self.table, requests, attempts=self.attempts)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -322,41 +297,12 @@ class FeedIndex:
         with `prefix` `""`: every entry is in the bucket's scope), by key; the missing ones
         were made before the index, or not by s3torrent. One BatchGetItem per 100 keys."""
         scope = folder_scope(prefix)
-        wanted = {item_id(bucket, scope, key): key for key in keys}
-        found: dict[str, FeedEntry] = {}
-        ids = list(wanted)
-        for start in range(0, len(ids), _BATCH_GET):
-            request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [{"backfill_id": {"S": i}} for i in ids[start : start + _BATCH_GET]]
-                }
-            }
-            for attempt in range(self.attempts):
-                response = self._call("batch_get_item", RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    entry = entry_from_item(item)
-                    found[entry.key] = entry
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            if request:
-                # Throttled past every attempt: an answer short of them would read as "not
-                # listed" (a page without magnets, a backfill queueing needless jobs).
-                left = len(request[self.table]["Keys"])
-                raise TransientServiceError(
-                    f"DynamoDB BatchGetItem {self.table}: {left} keys unprocessed after"
-                    f" {self.attempts} attempts"
-                )
-        return found
+        ids = list(dict.fromkeys(item_id(bucket, scope, key) for key in keys))  # no repeats
+        items = batch_get(self._call, self.table, ids, attempts=self.attempts)
+        entries = (entry_from_item(item) for item in items)
+        return {entry.key: entry for entry in entries}
 
     def _call(self, operation: str, **params: Any) -> Any:
-        try:
-            return getattr(self.client, operation)(**params)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _TRANSIENT:
-                raise TransientServiceError(f"DynamoDB {operation} {self.table}: {code}") from error
-            raise
-        except BotoCoreError as error:
-            raise TransientServiceError(f"DynamoDB {operation} {self.table}: {error}") from error
+        return guarded(
+            f"DynamoDB {operation} {self.table}", getattr(self.client, operation), **params
+        )

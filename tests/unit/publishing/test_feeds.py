@@ -223,7 +223,7 @@ def test_a_feed_of_50_from_an_index_of_10000_costs_one_query(published: Publishe
 def test_a_lookup_dynamodb_keeps_throttling_is_an_error_not_a_miss(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from s3torrent.publishing import index as index_module
+    from s3torrent import dynamodb
 
     class Throttled:
         calls = 0
@@ -232,7 +232,7 @@ def test_a_lookup_dynamodb_keeps_throttling_is_an_error_not_a_miss(
             self.calls += 1
             return {"Responses": {"t": []}, "UnprocessedKeys": RequestItems}
 
-    monkeypatch.setattr(index_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(dynamodb.time, "sleep", lambda seconds: None)
     client = Throttled()
     with pytest.raises(TransientServiceError, match="unprocessed after 3 attempts"):
         FeedIndex(client, "t", attempts=3).lookup(BUCKET, "", ["a", "b"])
