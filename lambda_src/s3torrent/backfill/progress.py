@@ -28,6 +28,8 @@ QUEUED_JOB_PREFIX = "queued-job:"  # ids of claim_job's marks (backfill ids are 
 FEED_ITEM_PREFIX = "feed:"  # ids of the feed index's items (s3torrent/publishing/index.py)
 # Collections' hash records and rebuild marks (s3torrent/collections/) share the table too.
 COLLECTION_ITEM_PREFIX = "collection-"
+# Fan-out builds' status, manifests, part records and pointers (s3torrent/fanout/store.py).
+FANOUT_ITEM_PREFIX = "fanout"
 
 
 class StepClaim(enum.StrEnum):
@@ -106,7 +108,9 @@ class ProgressStore:
 
     def get(self, backfill_id: str) -> BackfillProgress | None:
         """The item, read consistently; None when there is none."""
-        if backfill_id.startswith((QUEUED_JOB_PREFIX, FEED_ITEM_PREFIX, COLLECTION_ITEM_PREFIX)):
+        if backfill_id.startswith(
+            (QUEUED_JOB_PREFIX, FEED_ITEM_PREFIX, COLLECTION_ITEM_PREFIX, FANOUT_ITEM_PREFIX)
+        ):
             return None  # a mark, a feed item or a record, never a backfill: no need to read it
         response = self._call(
             "get_item",

@@ -301,3 +301,15 @@ def test_a_part_finishing_after_its_build_failed_leaves_no_record(
     assert not [item for item in ids if item.startswith(("fanout-part:", "fanout-manifest:"))]
     failed = service.build_state(BUCKET, KEY)
     assert failed is not None and failed.status == "failed" and failed.parts_done == 0
+
+
+def test_a_builds_items_are_never_read_as_a_backfill(aws: dict[str, Any]) -> None:
+    from s3torrent.backfill import ProgressStore
+
+    aws["s3"].put_object(Bucket=BUCKET, Key=KEY, Body=random.Random(11).randbytes(16 * PART))
+    make_service(aws).make_torrent(ObjectRef(BUCKET, KEY))
+    ids = [item["backfill_id"]["S"] for item in aws["dynamodb"].scan(TableName=TABLE)["Items"]]
+    kinds = {item.split(":")[0] for item in ids}
+    assert {"fanout", "fanout-of", "fanout-manifest"} <= kinds
+    progress = ProgressStore(aws["dynamodb"], TABLE)
+    assert [item for item in ids if progress.get(item) is not None] == []
