@@ -21,7 +21,14 @@ from typing import Protocol
 
 from s3torrent.collections.listing import CollectionRef, Member
 from s3torrent.torrent import MetaVersion, PieceHashes
-from s3torrent.torrent.bencode import decode, encode
+from s3torrent.torrent.bencode import (
+    as_bytes,
+    as_count,
+    as_list,
+    as_text,
+    decode,
+    encode,
+)
 from s3torrent.torrent.errors import BencodeError
 
 RECORD_FORMAT = 1
@@ -106,17 +113,17 @@ def decode_record(data: bytes) -> HashRecord | None:
         if not isinstance(value, dict) or value.get(b"format") != RECORD_FORMAT:
             return None
         piece_length = value[b"piece length"]
-        version = MetaVersion(_text(value[b"meta version"]))
+        version = MetaVersion(as_text(value[b"meta version"]))
         if not isinstance(piece_length, int):
             return None
         if version is MetaVersion.V1:
-            stream = tuple(_decode_stream_file(item) for item in _list(value[b"stream"]))
+            stream = tuple(_decode_stream_file(item) for item in as_list(value[b"stream"]))
             pieces = value[b"pieces"]
             if not isinstance(pieces, bytes):
                 return None
             return HashRecord(piece_length, version, stream=stream, v1_pieces=pieces)
         members = tuple(
-            _decode_member(item, piece_length, version) for item in _list(value[b"members"])
+            _decode_member(item, piece_length, version) for item in as_list(value[b"members"])
         )
         return HashRecord(piece_length, version, members=members)
     except (zlib.error, BencodeError, KeyError, TypeError, ValueError):
@@ -130,8 +137,8 @@ def stream_record(members: Sequence[Member], piece_length: int, v1_pieces: bytes
 
 
 def _decode_stream_file(item: object) -> StreamFile:
-    key, etag, size = _list(item)
-    return StreamFile(_text(key), _text(etag), _int(size))
+    key, etag, size = as_list(item)
+    return StreamFile(as_text(key), as_text(etag), as_count(size))
 
 
 def _encode_member(member: MemberHashes) -> list[object]:
@@ -148,38 +155,14 @@ def _encode_member(member: MemberHashes) -> list[object]:
 
 
 def _decode_member(item: object, piece_length: int, version: MetaVersion) -> MemberHashes:
-    key, etag, size, v1, v1_padded, root, layer = _list(item)
+    key, etag, size, v1, v1_padded, root, layer = as_list(item)
     hashes = PieceHashes(
-        _int(size),
+        as_count(size),
         piece_length,
         version,
-        _bytes(v1),
-        _bytes(root),
-        _bytes(layer),
-        _bytes(v1_padded),
+        as_bytes(v1) or None,
+        as_bytes(root) or None,
+        as_bytes(layer) or None,
+        as_bytes(v1_padded) or None,
     )
-    return MemberHashes(_text(key), _text(etag), _int(size), hashes)
-
-
-def _list(value: object) -> list[object]:
-    if not isinstance(value, list):
-        raise TypeError(f"not a list: {type(value).__name__}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, bytes):
-        raise TypeError(f"not a string: {type(value).__name__}")
-    return value.decode("utf-8")
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or value < 0:
-        raise TypeError(f"not a size: {value!r}")
-    return value
-
-
-def _bytes(value: object) -> bytes | None:
-    if not isinstance(value, bytes):
-        raise TypeError(f"not bytes: {type(value).__name__}")
-    return value or None
+    return MemberHashes(as_text(key), as_text(etag), as_count(size), hashes)

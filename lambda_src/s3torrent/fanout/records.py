@@ -18,7 +18,14 @@ from typing import Any, Literal
 
 from s3torrent.collections.listing import Member
 from s3torrent.torrent import MetaVersion, PartHashes
-from s3torrent.torrent.bencode import decode, encode
+from s3torrent.torrent.bencode import (
+    as_bytes,
+    as_count,
+    as_list,
+    as_text,
+    decode,
+    encode,
+)
 from s3torrent.torrent.errors import BencodeError
 
 FORMAT = 1
@@ -99,29 +106,29 @@ def decode_manifest(data: bytes) -> BuildManifest:
         value = decode(zlib.decompress(data))
         if not isinstance(value, dict) or value.get(b"format") != FORMAT:
             raise UnreadableRecord("not a fan-out manifest of this format")
-        kind = _text(value[b"kind"])
+        kind = as_text(value[b"kind"])
         if kind not in ("object", "collection"):
             raise UnreadableRecord(f"unknown build kind {kind!r}")
-        overrides = json.loads(_text(value[b"overrides"]))
+        overrides = json.loads(as_text(value[b"overrides"]))
         if not isinstance(overrides, dict):
             raise UnreadableRecord("overrides are not an object")
-        members = tuple(_member(item) for item in _list(value[b"members"]))
+        members = tuple(_member(item) for item in as_list(value[b"members"]))
         version_id = value.get(b"version id")
         return BuildManifest(
             kind="object" if kind == "object" else "collection",
-            bucket=_text(value[b"bucket"]),
-            key=_text(value[b"key"]),
-            etag=_text(value[b"etag"]),
-            size=_int(value[b"size"]),
-            piece_length=_int(value[b"piece length"]),
-            meta_version=MetaVersion(_text(value[b"meta version"])),
-            part_bytes=_int(value[b"part bytes"]),
-            parts=_int(value[b"parts"]),
-            version_id=None if version_id is None else _text(version_id),
+            bucket=as_text(value[b"bucket"]),
+            key=as_text(value[b"key"]),
+            etag=as_text(value[b"etag"]),
+            size=as_count(value[b"size"]),
+            piece_length=as_count(value[b"piece length"]),
+            meta_version=MetaVersion(as_text(value[b"meta version"])),
+            part_bytes=as_count(value[b"part bytes"]),
+            parts=as_count(value[b"parts"]),
+            version_id=None if version_id is None else as_text(version_id),
             overrides=overrides,
             members=members,
-            held=tuple(_int(index) for index in _list(value.get(b"held", []))),
-            stream_offset=_int(value.get(b"stream offset", 0)),
+            held=tuple(as_count(index) for index in as_list(value.get(b"held", []))),
+            stream_offset=as_count(value.get(b"stream offset", 0)),
         )
     except (zlib.error, BencodeError, KeyError, TypeError, ValueError) as error:
         if isinstance(error, UnreadableRecord):
@@ -151,46 +158,24 @@ def decode_part(data: bytes) -> list[tuple[int, PartHashes]]:
     """The hashes `encode_part` wrote (UnreadableRecord for anything else)."""
     try:
         found = []
-        for item in _list(decode(data)):
-            unit, first, count, v1, v2, tail, padded = _list(item)
+        for item in as_list(decode(data)):
+            unit, first, count, v1, v2, tail, padded = as_list(item)
             hashes = PartHashes(
-                first_piece=_int(first),
-                count=_int(count),
-                v1=_bytes(v1),
-                v2=_bytes(v2),
-                tail_root=_bytes(tail) or None,
-                v1_padded_last=_bytes(padded) or None,
+                first_piece=as_count(first),
+                count=as_count(count),
+                v1=as_bytes(v1),
+                v2=as_bytes(v2),
+                tail_root=as_bytes(tail) or None,
+                v1_padded_last=as_bytes(padded) or None,
             )
-            found.append((_int(unit), hashes))
+            found.append((as_count(unit), hashes))
         return found
     except (BencodeError, TypeError, ValueError) as error:
         raise UnreadableRecord(f"unreadable part record: {error}") from error
 
 
 def _member(item: object) -> Member:
-    key, etag, size, path = _list(item)
-    return Member(_text(key), tuple(_text(part) for part in _list(path)), _int(size), _text(etag))
-
-
-def _list(value: object) -> list[object]:
-    if not isinstance(value, list):
-        raise TypeError(f"not a list: {type(value).__name__}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, bytes):
-        raise TypeError(f"not a string: {type(value).__name__}")
-    return value.decode("utf-8")
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or value < 0:
-        raise TypeError(f"not a count: {value!r}")
-    return value
-
-
-def _bytes(value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise TypeError(f"not bytes: {type(value).__name__}")
-    return value
+    key, etag, size, path = as_list(item)
+    return Member(
+        as_text(key), tuple(as_text(part) for part in as_list(path)), as_count(size), as_text(etag)
+    )

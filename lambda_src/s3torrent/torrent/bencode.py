@@ -197,3 +197,36 @@ class _Decoder:
                 f" {len(data) - start} available"
             )
         return data[start : start + length], start + length
+
+
+# Checked views of decoded values, for records the deployment stores as bencode (collections'
+# hash records, fan-out manifests and parts): TypeError names what was found instead, and each
+# record reader turns it into its own "unreadable".
+
+
+def as_list(value: object) -> list[object]:
+    """A decoded list, or TypeError."""
+    if not isinstance(value, list):
+        raise TypeError(f"not a list: {type(value).__name__}")
+    return value
+
+
+def as_text(value: object) -> str:
+    """A decoded string as UTF-8 text, or TypeError."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"not a string: {type(value).__name__}")
+    return value.decode("utf-8")
+
+
+def as_count(value: object) -> int:
+    """A decoded integer of at least 0 (a size, an index), or TypeError."""
+    if not isinstance(value, int) or value < 0:
+        raise TypeError(f"not a count: {value!r}")
+    return value
+
+
+def as_bytes(value: object) -> bytes:
+    """A decoded byte string, or TypeError."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"not bytes: {type(value).__name__}")
+    return value
