@@ -81,6 +81,12 @@ class TransferCounters:
     retries: int = 0
     seconds: float = 0.0
 
+    def add(self, other: TransferCounters) -> None:
+        """Count the requests, retries and bytes of `other` (a share of this work) here too."""
+        self.get_requests += other.get_requests
+        self.retries += other.retries
+        self.bytes_read += other.bytes_read
+
 
 class Outcome(enum.StrEnum):
     """What the service did for one object; handlers map each to a status and a metric."""

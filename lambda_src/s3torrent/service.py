@@ -218,7 +218,7 @@ class TorrentService:
         if info.size > limit:
             return self._skipped(ref, SkipReason.TOO_LARGE, counters, source_etag=info.etag)
         if self.fans_out(settings, info.size) and max_bytes is None and write:
-            return self._start_fanout(info, options, overrides, counters)
+            return self._start_fanout(info, options, settings, overrides, counters)
         try:
             torrent, source = self._produce(info, name, settings, options, counters, on_progress)
             if write:
@@ -307,13 +307,14 @@ class TorrentService:
         self,
         info: ObjectInfo,
         options: TorrentOptions,
+        settings: Settings,
         overrides: Mapping[str, Any] | None,
         counters: TransferCounters,
     ) -> TorrentResult:
+        """Queue the parts of a build of `info` (`settings`: the service's with `overrides`)."""
         assert self.fanout is not None and options.piece_length is not None
         ref = info.ref
         if self.fanout.running(ref.bucket, ref.key, info.etag) is None:
-            part_bytes = self.settings_for(overrides).fanout_part_bytes
             manifest = BuildManifest(
                 kind="object",
                 bucket=ref.bucket,
@@ -322,8 +323,7 @@ class TorrentService:
                 size=info.size,
                 piece_length=options.piece_length,
                 meta_version=MetaVersion(options.meta_version),
-                part_bytes=part_bytes,
-                parts=self.fanout.parts_of([info.size], options.piece_length, part_bytes),
+                part_bytes=settings.fanout_part_bytes,
                 version_id=info.version_id,
                 overrides=dict(overrides or {}),
             )

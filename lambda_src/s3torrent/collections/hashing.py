@@ -151,7 +151,7 @@ def hash_collection(
                 for future in as_completed(futures):
                     index = futures[future]
                     found[index] = future.result()
-                    _add(counters, each[index])
+                    counters.add(each[index])
                     done += infos[index].size
                     if on_progress is not None:
                         on_progress(done, total)  # may stop the build (the deadline)
@@ -219,12 +219,6 @@ def resume_v1(
 ) -> V1Resume:
     """`plan_v1_resume` of these members against a record (v1 collections)."""
     return plan_v1_resume(_stream_files(previous), _stream_files_of(members), piece_length)
-
-
-def _add(total: TransferCounters, part: TransferCounters) -> None:
-    total.get_requests += part.get_requests
-    total.retries += part.retries
-    total.bytes_read += part.bytes_read
 
 
 def _stream_files(record: HashRecord | None) -> list[CollectionFile]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from s3torrent.collections.hashing import (
@@ -439,17 +439,10 @@ class CollectionService:
             piece_length=piece_length,
             meta_version=version,
             part_bytes=settings.fanout_part_bytes,
-            parts=0,
             overrides=dict(overrides or {}),
             members=listing.members,
             held=reuse.held,
             stream_offset=reuse.stream_offset,
-        )
-        manifest = replace(
-            manifest,
-            parts=self.fanout.parts_of(
-                manifest.unit_sizes, piece_length, settings.fanout_part_bytes
-            ),
         )
         self.fanout.start(manifest)
         return CollectionResult(Outcome.STARTED, ref, skipped=listing.skipped)

@@ -27,7 +27,7 @@ from s3torrent.collections.hashing import OffsetSource, member_info
 from s3torrent.collections.listing import CollectionRef
 from s3torrent.collections.reading import ConcatenatedSource
 from s3torrent.errors import ObjectChanged, ObjectNotFound, S3TorrentError
-from s3torrent.fanout.plan import Slice, count_parts, part_slices
+from s3torrent.fanout.plan import Slice, part_slices
 from s3torrent.fanout.records import BuildManifest, UnreadableRecord, decode_part, encode_part
 from s3torrent.fanout.store import BuildState, FanoutStore
 from s3torrent.messages import PartMessage
@@ -106,10 +106,6 @@ class FanoutBuilds:
             if state is not None and state.status == "running" and state.etag == etag
             else None
         )
-
-    @staticmethod
-    def parts_of(sizes: Sequence[int], piece_length: int, part_bytes: int) -> int:
-        return count_parts(sizes, piece_length, part_bytes)
 
     def start(self, manifest: BuildManifest) -> str:
         """Record the build and queue its parts; its id."""
@@ -209,10 +205,11 @@ class FanoutBuilds:
     ) -> list[tuple[int, PartHashes]]:
         slices = part_slices(manifest.unit_sizes, manifest.piece_length, manifest.part_bytes, index)
         window = self.objects.reader.window
-        small = [
-            piece for piece in slices if piece.stop - piece.start <= self.objects.reader.part_size
-        ]
-        large = [piece for piece in slices if piece not in small]
+        small: list[Slice] = []  # one GET each
+        large: list[Slice] = []  # several GETs each
+        for piece in slices:
+            one_get = piece.stop - piece.start <= self.objects.reader.part_size
+            (small if one_get else large).append(piece)
         found: dict[Slice, PartHashes] = {}
         if small:  # one GET each: several at once (a GET's latency dominates)
             with ThreadPoolExecutor(min(window, len(small)), "s3torrent-part") as pool:
@@ -224,9 +221,7 @@ class FanoutBuilds:
                 for piece, hashes in zip(small, hashed, strict=True):
                     found[piece] = hashes
                 for part_counters in each:
-                    counters.get_requests += part_counters.get_requests
-                    counters.retries += part_counters.retries
-                    counters.bytes_read += part_counters.bytes_read
+                    counters.add(part_counters)
         for piece in large:  # several GETs each, one slice after another with the full window
             found[piece] = self._hash_slice(manifest, piece, counters, on_progress)
         return [(piece.unit, found[piece]) for piece in slices]

@@ -14,9 +14,11 @@ import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from s3torrent.collections.listing import Member
+from s3torrent.fanout.plan import count_parts
 from s3torrent.torrent import MetaVersion, PartHashes
 from s3torrent.torrent.bencode import (
     as_bytes,
@@ -49,7 +51,6 @@ class BuildManifest:
     piece_length: int
     meta_version: MetaVersion
     part_bytes: int
-    parts: int
     version_id: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # the caller's options
     members: tuple[Member, ...] = ()  # a collection's, in listing order
@@ -58,15 +59,23 @@ class BuildManifest:
     held: tuple[int, ...] = ()
     stream_offset: int = 0
 
-    @property
-    def unit_sizes(self) -> list[int]:
-        """The bytes each unit's parts read (`plan.py`); 0 for a member the record holds."""
+    @cached_property
+    def unit_sizes(self) -> tuple[int, ...]:
+        """The bytes each unit's parts read (`plan.py`); 0 for a member the record holds.
+        Computed once: a part asks for it per slice, and a collection may have 100,000."""
         if self.kind == "object":
-            return [self.size]
+            return (self.size,)
         if self.meta_version is MetaVersion.V1:
-            return [self.size - self.stream_offset]  # the rest of the stream
+            return (self.size - self.stream_offset,)  # the rest of the stream
         held = set(self.held)
-        return [0 if index in held else member.size for index, member in enumerate(self.members)]
+        return tuple(
+            0 if index in held else member.size for index, member in enumerate(self.members)
+        )
+
+    @cached_property
+    def parts(self) -> int:
+        """How many parts `plan.py` cuts the units into."""
+        return count_parts(self.unit_sizes, self.piece_length, self.part_bytes)
 
     @property
     def uri(self) -> str:
@@ -85,7 +94,6 @@ def encode_manifest(manifest: BuildManifest) -> bytes:
         "piece length": manifest.piece_length,
         "meta version": str(manifest.meta_version),
         "part bytes": manifest.part_bytes,
-        "parts": manifest.parts,
         "overrides": json.dumps(dict(manifest.overrides), sort_keys=True),
         "members": [
             [member.key, member.etag, member.size, list(member.path)] for member in manifest.members
@@ -123,7 +131,6 @@ def decode_manifest(data: bytes) -> BuildManifest:
             piece_length=as_count(value[b"piece length"]),
             meta_version=MetaVersion(as_text(value[b"meta version"])),
             part_bytes=as_count(value[b"part bytes"]),
-            parts=as_count(value[b"parts"]),
             version_id=None if version_id is None else as_text(version_id),
             overrides=overrides,
             members=members,
