@@ -90,6 +90,19 @@ def stored(stack: Stack) -> bytes | None:
     return data
 
 
+def queue_job(stack: Stack, job: JobMessage) -> None:
+    """A job with options on the stack's worker queue, as a backfill or the API queues it."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    url = sqs.get_queue_url(QueueName=WORKER_QUEUE)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=job.to_body())
+
+
 def signed_get(url: str) -> Any:
     request = AWSRequest(method="GET", url=url)
     SigV4Auth(Credentials("test", "test"), "execute-api", "us-east-1").add_auth(request)
@@ -132,16 +145,9 @@ def test_a_2_gib_object_in_16_parts_is_libtorrents_torrent(
     fanout_stack: Stack, source: Path, version: str
 ) -> None:
     if version != "hybrid":  # a job with options, as a backfill or the API queues it
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=fanout_stack.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
+        queue_job(
+            fanout_stack, JobMessage(bucket=BUCKET, key=KEY, overrides={"meta_version": version})
         )
-        url = sqs.get_queue_url(QueueName=WORKER_QUEUE)["QueueUrl"]
-        job = JobMessage(bucket=BUCKET, key=KEY, overrides={"meta_version": version})
-        sqs.send_message(QueueUrl=url, MessageBody=job.to_body())
 
     def built() -> bytes | None:
         data = stored(fanout_stack)
@@ -195,16 +201,8 @@ def test_a_200_file_collection_in_parts_is_the_single_pass_torrent(
 ) -> None:
     stack = collection_stack
     s3 = stack.s3()
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    url = sqs.get_queue_url(QueueName=WORKER_QUEUE)["QueueUrl"]
     job = JobMessage(bucket=COLLECTION_BUCKET, key=PREFIX, overrides={"meta_version": version})
-    sqs.send_message(QueueUrl=url, MessageBody=job.to_body())
+    queue_job(stack, job)
     torrent_key = PREFIX.rstrip("/") + ".torrent"
 
     def built() -> bytes | None:
