@@ -50,14 +50,8 @@ class Delivery:
 FIRST_DELIVERY = Delivery()
 
 
-def _deadline(
-    ref: ObjectRef | CollectionRef, time_left: Callable[[], float] | None
-) -> HashProgress | None:
-    """A progress callback that stops a read the invocation cannot see to its end."""
-    return _deadline_of(ref.uri, time_left)
-
-
-def _deadline_of(what: str, time_left: Callable[[], float] | None) -> HashProgress | None:
+def _deadline(what: str, time_left: Callable[[], float] | None) -> HashProgress | None:
+    """A progress callback that stops a read (of `what`) the invocation cannot see to its end."""
     if time_left is None:
         return None
 
@@ -218,7 +212,7 @@ class Worker:
             job.build_id,
             job.part,
             last_delivery=delivery.last,
-            on_progress=_deadline_of(f"build {job.build_id} part {job.part}", delivery.time_left),
+            on_progress=_deadline(f"build {job.build_id} part {job.part}", delivery.time_left),
         )
 
     # -- doing it ----------------------------------------------------------------------------
@@ -250,7 +244,7 @@ class Worker:
             result = self.service.make_collection(
                 ref,
                 overrides=overrides or None,
-                on_progress=_deadline(ref, delivery.time_left),
+                on_progress=_deadline(ref.uri, delivery.time_left),
             )
         except InvalidInput as error:
             if self.service.collections.remove_if_empty(ref):
@@ -298,7 +292,7 @@ class Worker:
         self._count(backfill_id, failed=presumed_failed)
         try:
             result = self.service.make_torrent(
-                ref, overrides=overrides, on_progress=_deadline(ref, delivery.time_left)
+                ref, overrides=overrides, on_progress=_deadline(ref.uri, delivery.time_left)
             )
         except ObjectNotFound as error:
             # Deleted since the event: its ObjectRemoved event settles the torrent.
